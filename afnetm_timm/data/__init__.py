@@ -1,0 +1,5 @@
+"""Preprocessing of 3D face scans into AFNet-M inputs (texture, depth, salient-region masks)."""
+from .errors import ScanFormatError
+from .scan import FaceScan
+
+__all__ = ["FaceScan", "ScanFormatError"]
