@@ -43,7 +43,7 @@ class FaceScan:
         src = self.metadata.get("source_path")
         return None if src is None else Path(src)
 
-    def validate(self) -> "FaceScan":
+    def validate(self) -> FaceScan:
         """Check shapes, dtypes and values; raise `ScanFormatError` naming the scan on a problem."""
         where = self.source
         v = np.asarray(self.vertices)

@@ -4,7 +4,6 @@ Per modality, a channel importance weight ``sigmoid(conv(avgpool(X)) + conv(maxp
 1×1 convolution shared by both pools; the fused map is the weighted sum of the two modalities.
 Usable in any two-stream (e.g. RGB-D) network.
 """
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +34,8 @@ class AdaptiveFusion(nn.Module):
         self,
         channels: int,
         init_std: float = 0.01,
-        device: Optional[torch.device | str] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if channels < 1:
@@ -54,7 +53,7 @@ class AdaptiveFusion(nn.Module):
             nn.init.normal_(conv.weight, std=self.init_std)
             nn.init.zeros_(conv.bias)
 
-    def importance_weights(self, x_texture: torch.Tensor, x_depth: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def importance_weights(self, x_texture: torch.Tensor, x_depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """t_iw and d_iw (eq. 2), each (B, C, 1, 1) in (0, 1)."""
         check_fusion_inputs(x_texture, x_depth, self.channels)
         t_avg, t_max = F.adaptive_avg_pool2d(x_texture, 1), F.adaptive_max_pool2d(x_texture, 1)
@@ -65,7 +64,7 @@ class AdaptiveFusion(nn.Module):
 
     def forward_with_weights(
         self, x_texture: torch.Tensor, x_depth: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(M, t_iw, d_iw): the fused map and the importance weights, for inspection."""
         t_iw, d_iw = self.importance_weights(x_texture, x_depth)
         return torch.addcmul(t_iw * x_texture, d_iw, x_depth), t_iw, d_iw

@@ -4,7 +4,6 @@ A salient-region mask (eyebrows, eyes, nose, mouth) modulates a feature map: two
 groups of 1×1 convolutions turn the mask into a scale γ and a shift β shaped like the features,
 and the output is ``γ ⊗ X + β``. Usable in any network that has a feature map and a mask.
 """
-from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +13,7 @@ from torch import nn
 from ._checks import check_mask_attention_inputs
 
 
-def resize_mask(mask: torch.Tensor, size: List[int]) -> torch.Tensor:
+def resize_mask(mask: torch.Tensor, size: list[int]) -> torch.Tensor:
     """Area-resize a mask to a feature map's spatial size.
 
     Shapes:
@@ -55,12 +54,12 @@ class MaskAttention(nn.Module):
     def __init__(
         self,
         channels: int,
-        hidden_channels: Optional[int] = None,
+        hidden_channels: int | None = None,
         act_layer: LayerType = "relu",
         init_std: float = 0.01,
         identity_init: bool = True,
-        device: Optional[torch.device | str] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if channels < 1:
@@ -88,7 +87,7 @@ class MaskAttention(nn.Module):
         if self.identity_init:
             nn.init.ones_(self.gamma_out.bias)
 
-    def modulation(self, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def modulation(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """γ and β for a mask already resized to the feature map, each (B, C, H, W)."""
         # conv(mask broadcast to C channels) == 1→C conv with the weight summed over input channels
         gamma_hidden = F.conv2d(mask, self.gamma_in.weight.sum(dim=1, keepdim=True), self.gamma_in.bias)

@@ -25,7 +25,7 @@ the unused channels, so one data pipeline serves every variant.
 import copy
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any
 
 import timm
 import torch
@@ -57,8 +57,8 @@ def _create_trunk(
     pretrained: bool,
     pretrained_tag: str,
     drop_path_rate: float,
-    device: Optional[Union[torch.device, str]],
-    dtype: Optional[torch.dtype],
+    device: torch.device | str | None,
+    dtype: torch.dtype | None,
 ) -> ResNet:
     """A timm ResNet without head, whose stem and stages become one AFNet-M branch."""
     name = f"{backbone}.{pretrained_tag}" if pretrained and pretrained_tag else backbone
@@ -84,7 +84,7 @@ def _stem_of(trunk: ResNet) -> nn.Sequential:
     return nn.Sequential(OrderedDict(conv1=trunk.conv1, bn1=trunk.bn1, act1=trunk.act1))
 
 
-def _merge_paths(main: torch.Tensor, depth: Optional[torch.Tensor], concat: bool) -> torch.Tensor:
+def _merge_paths(main: torch.Tensor, depth: torch.Tensor | None, concat: bool) -> torch.Tensor:
     """The representation at a level: both paths concatenated while separate, else the main path."""
     if concat and depth is not None:
         return torch.cat([main, depth], dim=1)
@@ -105,10 +105,10 @@ class AFNetMStage(nn.Module):
     def __init__(
         self,
         blocks: nn.Module,
-        depth_blocks: Optional[nn.Module] = None,
-        mask_attn: Optional[MaskAttention] = None,
-        depth_mask_attn: Optional[MaskAttention] = None,
-        fusion: Optional[nn.Module] = None,
+        depth_blocks: nn.Module | None = None,
+        mask_attn: MaskAttention | None = None,
+        depth_mask_attn: MaskAttention | None = None,
+        fusion: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.blocks = blocks
@@ -118,8 +118,8 @@ class AFNetMStage(nn.Module):
         self.fusion = fusion
 
     def forward(
-        self, x: torch.Tensor, x_depth: Optional[torch.Tensor], mask: torch.Tensor
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        self, x: torch.Tensor, x_depth: torch.Tensor | None, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.blocks(x)
         if self.depth_blocks is not None and x_depth is not None:
             x_depth = self.depth_blocks(x_depth)
@@ -154,8 +154,8 @@ class ClassifierHead(nn.Module):
         hidden_size: int = 0,
         act_layer: LayerType = "relu",
         drop_rate: float = 0.0,
-        device: Optional[Union[torch.device, str]] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         dd = {"device": device, "dtype": dtype}
@@ -179,7 +179,7 @@ class ClassifierHead(nn.Module):
     def _make_fc(self, num_classes: int, device=None, dtype=None) -> nn.Module:
         return nn.Linear(self.num_features, num_classes, device=device, dtype=dtype) if num_classes > 0 else nn.Identity()
 
-    def reset(self, num_classes: int, pool_type: Optional[str] = None) -> None:
+    def reset(self, num_classes: int, pool_type: str | None = None) -> None:
         """Replace the classifier (and the pooling if ``pool_type`` is given); the hidden layer is kept."""
         dd = get_device_dtype(self)
         if pool_type is not None and pool_type != self.global_pool.pool_type:
@@ -220,7 +220,7 @@ class DecisionFusionHead(nn.Module):
         self.depth = ClassifierHead(branch_features, num_classes, **head_kwargs)
         self.num_features = self.texture.num_features + self.depth.num_features
 
-    def reset(self, num_classes: int, pool_type: Optional[str] = None) -> None:
+    def reset(self, num_classes: int, pool_type: str | None = None) -> None:
         self.texture.reset(num_classes, pool_type)
         self.depth.reset(num_classes, pool_type)
         self.num_features = self.texture.num_features + self.depth.num_features
@@ -280,8 +280,8 @@ class AFNetM(nn.Module):
         init_std: float = 0.01,
         pretrained_backbone: bool = False,
         backbone_pretrained_tag: str = "tv_in1k",
-        device: Optional[Union[torch.device, str]] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         dd = {"device": device, "dtype": dtype}
@@ -333,7 +333,7 @@ class AFNetM(nn.Module):
             backbone, self.main_end - self.main_start, pretrained_backbone, backbone_pretrained_tag,
             drop_path_rate, device, dtype,
         )
-        depth_trunk: Optional[ResNet] = None
+        depth_trunk: ResNet | None = None
         if self.has_depth_path:
             depth_trunk = copy.deepcopy(trunk) if pretrained_backbone else _create_trunk(
                 backbone, 3, False, backbone_pretrained_tag, drop_path_rate, device, dtype)
@@ -354,7 +354,7 @@ class AFNetM(nn.Module):
                 hidden_channels=max(1, round(width * ma_hidden_ratio)), act_layer=ma_act_layer,
                 init_std=init_std, identity_init=ma_identity_init, **dd,
             )
-            fusion_layer: Optional[nn.Module] = None
+            fusion_layer: nn.Module | None = None
             if idx in fusion_stages:
                 fusion_layer = AdaptiveFusion(width, init_std=init_std, **dd) if fusion == "adaptive" else SumFusion(width)
             stages.append(AFNetMStage(
@@ -369,7 +369,7 @@ class AFNetM(nn.Module):
         # Intermediate features: both paths concatenated while they are separate, the fused map after
         # the first conv-level fusion, the single path otherwise.
         first_fusion = min(fusion_stages) if fusion_stages else 99
-        self.concat_levels: List[bool] = [
+        self.concat_levels: list[bool] = [
             self.has_depth_path and level <= last_depth_stage and level < first_fusion for level in range(5)
         ]
         self.feature_info = [
@@ -391,7 +391,7 @@ class AFNetM(nn.Module):
     # --- timm model contract -------------------------------------------------------------------
 
     @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """Parameter groups for layer-wise learning-rate decay: stems, then stages (blocks, then MA/AF)."""
         if coarse:
             return dict(stem=r"^(?:depth_)?stem", blocks=r"^stages\.(\d+)")
@@ -413,12 +413,12 @@ class AFNetM(nn.Module):
         return set()
 
     @torch.jit.ignore
-    def get_classifier(self, name_only: bool = False) -> Union[str, nn.Module, Tuple[nn.Module, ...]]:
+    def get_classifier(self, name_only: bool = False) -> str | nn.Module | tuple[nn.Module, ...]:
         if isinstance(self.head, DecisionFusionHead):
             return ("head.texture.fc", "head.depth.fc") if name_only else (self.head.texture.fc, self.head.depth.fc)
         return "head.fc" if name_only else self.head.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """New classifier for ``num_classes`` (0: features); ``global_pool=''`` returns unpooled maps."""
         self.num_classes = num_classes
         if global_pool is not None:
@@ -428,25 +428,25 @@ class AFNetM(nn.Module):
 
     # --- forward ---------------------------------------------------------------------------------
 
-    def _split_input(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+    def _split_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         check_packed_input(x, self.in_chans, 32)
         main = x[:, self.main_start:self.main_end]
-        depth: Optional[torch.Tensor] = None
+        depth: torch.Tensor | None = None
         if self.has_depth_path:
             depth = x[:, 3:6]
         return main, depth, x[:, 6:7]
 
     def _stems(
-        self, main: torch.Tensor, depth: Optional[torch.Tensor]
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        self, main: torch.Tensor, depth: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         main = self.stem(main)
         if self.depth_stem is not None and depth is not None:
             depth = self.depth_stem(depth)
         return main, depth
 
     def _stem_pools(
-        self, main: torch.Tensor, depth: Optional[torch.Tensor]
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        self, main: torch.Tensor, depth: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         main = self.stem_pool(main)
         if self.depth_stem_pool is not None and depth is not None:
             depth = self.depth_stem_pool(depth)
@@ -474,12 +474,12 @@ class AFNetM(nn.Module):
     def forward_intermediates(
         self,
         x: torch.Tensor,
-        indices: Optional[Union[int, List[int]]] = None,
+        indices: int | list[int] | None = None,
         norm: bool = False,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Features at the stem (stride 2) and after each stage (strides 4–32), as described by ``feature_info``.
 
         Args:
@@ -513,10 +513,10 @@ class AFNetM(nn.Module):
 
     def prune_intermediate_layers(
         self,
-        indices: Union[int, List[int]] = 1,
+        indices: int | list[int] = 1,
         prune_norm: bool = False,
         prune_head: bool = True,
-    ) -> List[int]:
+    ) -> list[int]:
         """Drop the stages after the last requested level (and the head); returns the kept indices."""
         take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
         self.stages = self.stages[:max_index]
@@ -540,7 +540,7 @@ class AFNetM(nn.Module):
 _PAPER_NAME = "AFNet-M: Adaptive Fusion Network with Masks for 2D+3D Facial Expression Recognition"
 
 
-def _cfg(**kwargs: Any) -> Dict[str, Any]:
+def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
         "url": "",
         "num_classes": len(EXPRESSION_NAMES),
