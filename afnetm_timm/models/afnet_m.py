@@ -369,7 +369,7 @@ class AFNetM(nn.Module):
         # Intermediate features: both paths concatenated while they are separate, the fused map after
         # the first conv-level fusion, the single path otherwise.
         first_fusion = min(fusion_stages) if fusion_stages else 99
-        self.concat_levels: list[bool] = [
+        self.concat_levels = [
             self.has_depth_path and level <= last_depth_stage and level < first_fusion for level in range(5)
         ]
         self.feature_info = [
@@ -383,7 +383,7 @@ class AFNetM(nn.Module):
         head_kwargs = dict(pool_type=global_pool, hidden_size=head_hidden_dim, act_layer=head_act_layer,
                            drop_rate=drop_rate, **dd)
         if fusion == "decision":
-            self.head: nn.Module = DecisionFusionHead(widths[-1], num_classes, **head_kwargs)
+            self.head = DecisionFusionHead(widths[-1], num_classes, **head_kwargs)
         else:
             self.head = ClassifierHead(self.num_features, num_classes, **head_kwargs)
         self.head_hidden_size = self.head.num_features
@@ -563,8 +563,50 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 
 _SINGLE_PATH = {"first_conv": "stem.conv1"}
 
-default_cfgs = generate_default_cfgs({
+#: Hugging Face Hub organisation of the published AFNet-M weights.
+HUB_ORG = "afnetm-timm"
+#: Datasets of the weights we mean to publish: Hub tag → name.
+HUB_DATASETS: dict[str, str] = {"bu3dfe": "BU-3DFE", "bosphorus": "Bosphorus"}
+#: ``arch.tag`` names whose trained and measured weights are on the Hub. Add a tag only after
+#: ``afnetm hub push`` has published it; the tags below that are not listed fail at once with
+#: ``pretrained=True`` (unless the local Hugging Face cache holds their files), with no network retries.
+PUBLISHED_TAGS: frozenset[str] = frozenset()
+
+
+def _hub_cfg(variant: str, tag: str, **kwargs: Any) -> dict[str, Any]:
+    """Cfg of a tag with Hub weights: ``afnetm-timm/<variant>.<tag>``, safetensors only, the dataset's terms."""
+    dataset = HUB_DATASETS[tag]
+    return _cfg(
+        hf_hub_id=f"{HUB_ORG}/{variant}.{tag}",
+        hf_hub_filename="model.safetensors",
+        license="other",
+        description=f"{variant} trained on {dataset} (6 expressions, subject-independent protocol).",
+        notes=(
+            "Input: packed (7, H, W) = texture RGB, depth x3, mask; see afnetm_timm.pack.",
+            f"Weights trained on {dataset} inherit the {dataset} licence terms (licensed, request-only data).",
+            "Expression recognition is not a reading of emotions; not for surveillance or decisions about people.",
+        ),
+        **kwargs,
+    )
+
+
+def _untagged_default_first(cfgs: dict[str, Any]) -> dict[str, Any]:
+    """Keep each architecture's untagged cfg (no weights) as its default.
+
+    timm makes the first tag with weights the default; AFNet-M's tags point at Hub repos, and
+    ``timm.create_model('afnet_m')`` must stay the untagged model: tags are chosen explicitly.
+    """
+    for default_cfg in cfgs.values():
+        if "" in default_cfg.tags:
+            default_cfg.tags.remove("")
+            default_cfg.tags.appendleft("")
+    return cfgs
+
+
+default_cfgs = _untagged_default_first(generate_default_cfgs({
     "afnet_m": _cfg(),
+    "afnet_m.bu3dfe": _hub_cfg("afnet_m", "bu3dfe"),
+    "afnet_m.bosphorus": _hub_cfg("afnet_m", "bosphorus"),
     "afnet_m_no_ma": _cfg(),
     "afnet_m_no_af": _cfg(),
     "afnet_m_2d": _cfg(**_SINGLE_PATH),
@@ -577,10 +619,15 @@ default_cfgs = generate_default_cfgs({
     "afnet_m_s4": _cfg(),
     "afnet_m_resnet34": _cfg(),
     "afnet_m_resnet50": _cfg(),
-})
+}))
 
 
 def _create_afnet_m(variant: str, pretrained: bool = False, **kwargs: Any) -> AFNetM:
+    if pretrained:
+        # safetensors only, clear errors, no network retries for unpublished tags (see afnetm_timm.hub.pretrained)
+        from ..hub.pretrained import prepare_pretrained
+
+        kwargs = prepare_pretrained(variant, kwargs, published=PUBLISHED_TAGS)
     return build_model_with_cfg(
         AFNetM, variant, pretrained,
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3, 4)),
