@@ -78,7 +78,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from afnetm_timm import __version__
 
-    parser = argparse.ArgumentParser(prog="afnetm", description="AFNet-M for timm: demo, parameter table.")
+    parser = argparse.ArgumentParser(prog="afnetm", description="AFNet-M for timm: demo, parameter table, Hub weights.")
     parser.add_argument("--version", action="version", version=f"afnetm-timm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("variants", nargs="*", help="variants (default: all registered afnet_m*)")
     params.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     params.set_defaults(func=cmd_params)
+
+    from afnetm_timm.hub.cli import add_hub_commands
+
+    add_hub_commands(sub)
     return parser
 
 
