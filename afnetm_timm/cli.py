@@ -22,8 +22,7 @@ def _normalize(x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
 def cmd_demo(args: argparse.Namespace) -> int:
     import timm
 
-    import afnetm_timm
-    from afnetm_timm.demo import synthetic_face
+    from afnetm_timm.demo import demo_input, demo_sample, save_panel
     from afnetm_timm.params import count_parameters, params_to_mb
 
     if args.size % 32:
@@ -33,8 +32,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = timm.create_model(args.model, pretrained_backbone=args.pretrained_backbone).eval()
-    texture, depth, mask = synthetic_face(args.size, seed=args.seed)
-    x = _normalize(afnetm_timm.pack(texture, depth, mask).unsqueeze(0), model)
+    start = time.perf_counter()
+    sample = demo_sample(args.expression, size=args.size, seed=args.seed)
+    preprocess_ms = (time.perf_counter() - start) * 1000
+    x = demo_input(sample, model.pretrained_cfg)
 
     numel, per_call = count_parameters(model, input_size=tuple(x.shape[1:]))
     with torch.inference_mode():
@@ -48,7 +49,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             times.append(time.perf_counter() - start)
 
     labels = model.pretrained_cfg.get("label_names") or [str(i) for i in range(len(probs))]
-    print(f"model: {args.model}  (input: built-in synthetic 2D+3D face, packed {tuple(x.shape)})")
+    info = sample.info
+    print(f"scan: built-in synthetic 3D face ('{args.expression}', {info['n_points_input']:,} points) -> "
+          f"preprocessed in {preprocess_ms:.0f} ms (pose, gridfit {args.size}x{args.size}, "
+          f"{info['holes']['pixels_filled']} hole pixels filled, masks)")
+    print(f"model: {args.model}, packed input {tuple(x.shape)}")
     print(f"parameters: {numel:,} ({params_to_mb(numel):.2f} MB); "
           f"per call as the paper counts (Table 4): {per_call:,} ({params_to_mb(per_call):.2f} MB)")
     weights = "ImageNet branches, untrained head" if args.pretrained_backbone else "random (untrained)"
@@ -59,6 +64,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"CPU latency, batch 1, {args.size}x{args.size}, {torch.get_num_threads()} threads: "
           f"median {median_ms:.1f} ms over {args.repeats} runs ({args.warmup} warm-up), "
           f"{1000 / median_ms:.1f} samples/s")
+    if args.out:
+        panel = save_panel(args.out, sample, probs.tolist(), labels,
+                           title=f"{args.model} on a synthetic '{args.expression}' scan ({weights} weights)")
+        print(f"panel: {panel}")
     return 0
 
 
@@ -84,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run AFNet-M on a built-in synthetic 2D+3D face (no data needed)")
     demo.add_argument("--model", default="afnet_m", help="registered variant (default: afnet_m)")
+    demo.add_argument("--expression", default="happiness",
+                      choices=["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"],
+                      help="expression of the built-in synthetic scan")
+    demo.add_argument("--out", default="afnetm_demo.png", help="PNG panel to write ('' for none)")
     demo.add_argument("--size", type=int, default=224, help="input height and width, a multiple of 32")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

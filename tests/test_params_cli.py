@@ -67,12 +67,25 @@ def test_cli_params_markdown(capsys) -> None:
     assert "| `afnet_m_no_ma` |" in out and "reported by the paper" in out
 
 
-def test_cli_demo(capsys) -> None:
-    assert main(["demo", "--size", "64", "--repeats", "2", "--warmup", "1"]) == 0
+def test_cli_demo(capsys, tmp_path) -> None:
+    panel = tmp_path / "panel.png"
+    assert main(["demo", "--size", "64", "--repeats", "2", "--warmup", "1", "--out", str(panel)]) == 0
     out = capsys.readouterr().out
     probs = [float(line.split()[1]) for line in out.splitlines() if line.startswith("  ")]
     assert len(probs) == 6 and abs(sum(probs) - 1) < 0.01
-    assert "parameters: 23,241,734" in out and "CPU latency" in out
+    assert "parameters: 23,241,734" in out and "CPU latency" in out and "synthetic 3D face" in out
+    assert panel.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["panel.png"]  # no temporary file left behind
+
+
+def test_demo_input_comes_from_the_preprocessed_scan() -> None:
+    from afnetm_timm import unpack
+    from afnetm_timm.demo import demo_input, demo_sample
+
+    sample = demo_sample("surprise", size=64)
+    x = demo_input(sample, timm.create_model("afnet_m", device="meta").pretrained_cfg)
+    assert x.shape == (1, 7, 64, 64)
+    torch.testing.assert_close(unpack(x[0]).mask[0], torch.from_numpy(sample.mask))
 
 
 def test_cli_demo_bad_size(capsys) -> None:
