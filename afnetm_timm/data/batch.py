@@ -1,0 +1,243 @@
+"""Batch preprocessing: a folder of scans → a cache of AFNet-M inputs that training reads fast.
+
+``afnetm preprocess {bu3dfe,bosphorus,meshes} SRC_DIR OUT_DIR`` finds the scans, preprocesses them in
+parallel over the CPU cores, and writes per scan ``OUT_DIR/samples/<id>.npz`` (texture (H, W, 3)
+uint8, depth (H, W) uint8, mask (H, W) float16, mask_56, mask_28) and ``<id>.json`` (subject,
+expression, intensity, source path, what preprocessing did), then ``OUT_DIR/index.jsonl`` (one line
+per cached sample). Every file is written under a temporary name and renamed, so an interrupted run
+leaves no partial file; a rerun skips the scans already cached. A scan that fails is reported by
+name with its reason and the others go on; the exit status is non-zero if any failed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .formats import read_scan
+from .formats.mesh import MESH_SUFFIXES
+from .formats.names import parse_scan_name
+from .pipeline import preprocess_scan
+
+DATASET_PATTERNS: dict[str, tuple[str, ...]] = {
+    "bu3dfe": ("*_F3D.wrl",),
+    "bosphorus": ("*.bnt",),
+    "meshes": tuple(f"*{suffix}" for suffix in MESH_SUFFIXES),
+}
+
+
+@dataclass
+class BatchReport:
+    """What a batch run did: cached, skipped (already cached) and failed scans (path → reason)."""
+
+    processed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        total = len(self.processed) + len(self.skipped) + len(self.failed)
+        rate = len(self.processed) / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"{total} scans: {len(self.processed)} preprocessed ({rate:.2f} scans/s), "
+                 f"{len(self.skipped)} already cached, {len(self.failed)} failed, in {self.seconds:.1f} s"]
+        lines += [f"FAILED {path}: {reason}" for path, reason in sorted(self.failed.items())]
+        return "\n".join(lines)
+
+
+def find_scans(dataset: str, src_dir: str | Path) -> list[Path]:
+    """Scan files of ``dataset`` ('bu3dfe', 'bosphorus' or 'meshes') under ``src_dir``, sorted."""
+    if dataset not in DATASET_PATTERNS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASET_PATTERNS)}")
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise ValueError(f"source folder {src} does not exist or is not a folder")
+    found = {p for pattern in DATASET_PATTERNS[dataset] for p in src.rglob(pattern) if p.is_file()}
+    return sorted(found)
+
+
+def sample_id(path: Path, src_dir: Path) -> str:
+    """A cache id unique within the source tree: the relative path without suffix, '/' → '__'."""
+    rel = path.relative_to(src_dir).with_suffix("")
+    return "__".join(rel.parts)
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def preprocess_one(path: Path, src_dir: Path, out_dir: Path, size: int, previews: bool,
+                   options: dict[str, Any]) -> tuple[str, str, str]:
+    """Preprocess one scan into the cache. Returns (path, 'done' | 'skipped' | 'failed', reason)."""
+    sid = sample_id(path, src_dir)
+    samples = out_dir / "samples"
+    npz_path, meta_path = samples / f"{sid}.npz", samples / f"{sid}.json"
+    if npz_path.is_file() and meta_path.is_file():
+        return str(path), "skipped", ""
+    try:
+        scan = read_scan(path)
+        sample = preprocess_scan(scan, size=size, **options)
+    except Exception as err:  # noqa: BLE001 - a batch job reports every bad item and goes on
+        return str(path), "failed", f"{type(err).__name__}: {err}"
+    names = parse_scan_name(path.name)
+    meta = {
+        "id": sid,
+        "source": str(path),
+        "dataset": names.get("dataset"),
+        "subject": names.get("subject"),
+        "sex": names.get("sex"),
+        "expression": names.get("expression"),
+        "intensity": names.get("intensity"),
+        "race": names.get("race"),
+        "size": size,
+        "preprocessing": sample.info,
+    }
+    arrays = {
+        "texture": sample.texture,
+        "depth": np.ascontiguousarray(sample.depth[..., 0]) if sample.depth.ndim == 3 else sample.depth,
+        "mask": sample.mask.astype(np.float16),
+        "mask_56": sample.mask_56.astype(np.float16),
+        "mask_28": sample.mask_28.astype(np.float16),
+    }
+    _atomic_write_bytes(npz_path, lambda h: np.savez(h, **arrays))
+    if previews:
+        _write_preview(out_dir / "previews" / f"{sid}.png", sample)
+    # the metadata last: a sample counts as cached only once both files exist
+    _atomic_write_bytes(meta_path, lambda h: h.write(json.dumps(meta, default=_json_default).encode()))
+    return str(path), "done", ""
+
+
+def _write_preview(path: Path, sample) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    depth = sample.depth if sample.depth.ndim == 3 else np.repeat(sample.depth[..., None], 3, axis=2)
+    depth = depth if depth.dtype == np.uint8 else (np.clip(depth, 0, 1) * 255).astype(np.uint8)
+    overlay = sample.texture.astype(np.float32)
+    overlay[..., 0] = overlay[..., 0] * 0.6 + sample.mask * 255 * 0.4
+    panel = np.concatenate([sample.texture, depth, overlay.clip(0, 255).astype(np.uint8)], axis=1)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"could not encode preview {path}")
+    _atomic_write_bytes(path, lambda h: h.write(encoded.tobytes()))
+
+
+def write_index(out_dir: str | Path) -> Path:
+    """Rebuild ``OUT_DIR/index.jsonl`` from the cached samples' metadata (atomic)."""
+    out_dir = Path(out_dir)
+    lines = []
+    for meta_path in sorted((out_dir / "samples").glob("*.json")):
+        if not meta_path.with_suffix(".npz").is_file():
+            continue
+        meta = json.loads(meta_path.read_text())
+        meta.pop("preprocessing", None)
+        meta["file"] = str(meta_path.with_suffix(".npz").relative_to(out_dir))
+        lines.append(json.dumps(meta, sort_keys=True))
+    index = out_dir / "index.jsonl"
+    _atomic_write_bytes(index, lambda h: h.write(("\n".join(lines) + ("\n" if lines else "")).encode()))
+    return index
+
+
+def preprocess_folder(
+    dataset: str,
+    src_dir: str | Path,
+    out_dir: str | Path,
+    size: int = 224,
+    jobs: int | None = None,
+    previews: bool = False,
+    progress: bool = True,
+    options: dict[str, Any] | None = None,
+    paths: Iterable[Path] | None = None,
+) -> BatchReport:
+    """Preprocess every scan of ``dataset`` under ``src_dir`` into the cache at ``out_dir``."""
+    from tqdm.auto import tqdm
+
+    src, out = Path(src_dir), Path(out_dir)
+    scans = list(paths) if paths is not None else find_scans(dataset, src)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    report = BatchReport()
+    start = time.perf_counter()
+    args = [(p, src, out, size, previews, dict(options or {})) for p in scans]
+    bar = tqdm(total=len(args), desc=f"preprocess {dataset}", unit="scan", disable=not progress)
+    if jobs == 1:
+        results: Iterable[tuple[str, str, str]] = (preprocess_one(*a) for a in args)
+        executor = None
+    else:
+        executor = ProcessPoolExecutor(max_workers=jobs)
+        results = executor.map(preprocess_one, *zip(*args, strict=True), chunksize=1) if args else iter(())
+    try:
+        for path, status, reason in results:
+            if status == "done":
+                report.processed.append(path)
+            elif status == "skipped":
+                report.skipped.append(path)
+            else:
+                report.failed[path] = reason
+            bar.update()
+    finally:
+        bar.close()
+        if executor is not None:
+            executor.shutdown()
+    write_index(out)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def load_cached_sample(out_dir: str | Path, sid: str) -> dict[str, np.ndarray]:
+    """The arrays of one cached sample (texture, depth, mask, mask_56, mask_28)."""
+    with np.load(Path(out_dir) / "samples" / f"{sid}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def add_preprocess_command(subparsers, formats: Sequence[str] = tuple(DATASET_PATTERNS)) -> None:
+    """Register ``afnetm preprocess`` on an argparse subparsers object."""
+    cmd = subparsers.add_parser(
+        "preprocess", help="preprocess a folder of 3D face scans into a training cache",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    cmd.add_argument("dataset", choices=list(formats), help="which file layout to look for")
+    cmd.add_argument("src_dir", type=Path, help="folder with the scans (searched recursively)")
+    cmd.add_argument("out_dir", type=Path, help="cache folder (created; rerun to resume)")
+    cmd.add_argument("--size", type=int, default=224, help="image size (default 224)")
+    cmd.add_argument("--jobs", type=int, default=0, help="worker processes (default: all cores)")
+    cmd.add_argument("--previews", action="store_true", help="also write PNG previews (texture, depth, mask)")
+    cmd.add_argument("--crop-radius", type=float, default=90.0, help="nose-tip crop sphere radius in mm")
+    cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cmd.set_defaults(func=_cmd_preprocess)
+
+
+def _cmd_preprocess(args) -> int:
+    report = preprocess_folder(
+        args.dataset, args.src_dir, args.out_dir, size=args.size, jobs=args.jobs or None, previews=args.previews,
+        progress=not args.no_progress, options={"crop_radius": args.crop_radius},
+    )
+    print(report.summary())
+    print(f"cache: {args.out_dir} (index: {args.out_dir / 'index.jsonl'})")
+    return 0 if report.ok else 1
