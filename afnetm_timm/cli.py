@@ -111,11 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     params.set_defaults(func=cmd_params)
 
+    from afnetm_timm.bench.cli import add_bench_command
     from afnetm_timm.data.batch import add_preprocess_command
     from afnetm_timm.hub.cli import add_hub_commands
 
     add_preprocess_command(sub)
     add_hub_commands(sub)
+    add_bench_command(sub)
     return parser
 
 
