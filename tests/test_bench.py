@@ -47,9 +47,18 @@ def tiny_config(**overrides) -> BenchConfig:
         devices=("cpu",), models=("dual_resnet18", "afnet_m", "afnet_m_no_ma"),
         cost_models=("dual_resnet18", "afnet_m", "afnet_m_no_ma"), img_size=64, batch_sizes=(1,),
         dtypes=("fp32",), channels_last=(False,), compile=(False,), modes=("inference", "train"),
-        timing=TINY_TIMING, preprocess=None, timm_benchmark=False, extra_models=(),
+        timing=TINY_TIMING, preprocess=None, timm_benchmark=False, extra_models=(), threads=1,
     )
     return BenchConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: tiny models gain nothing from two, and a busy 2-core machine punishes oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +187,13 @@ def test_unavailable_cuda_is_skipped(monkeypatch) -> None:
         r = run_suite(tiny_config(devices=("cpu", "cuda"), throughput=False, flops=False), progress=False)
     assert r["config"]["devices"] == ["cpu"] and r["config"]["skipped_devices"] == ["cuda"]
     assert r["throughput"] == [] and "## Throughput" not in render_markdown(r)
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="none of the requested devices"):
+        run_suite(tiny_config(devices=("cuda",), throughput=False, flops=False), progress=False)
+
+
+def test_threads_apply_during_the_run_only() -> None:
+    r = run_suite(tiny_config(threads=2, throughput=False, flops=False), progress=False)
+    assert r["machine"]["torch_threads"] == 2 and torch.get_num_threads() == 1
 
 
 def test_clean_and_atomic_write(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def bench_model_info(name: str) -> BenchModel:
     import afnetm_timm  # noqa: F401  (registers the AFNet-M variants)
 
     if not timm.is_model(name):
-        raise ValueError(f"afnetm bench: unknown model {name!r}: not a baseline {BASELINES} nor a timm model")
+        raise ValueError(f"unknown model {name!r}: not a baseline {BASELINES} nor a timm model")
     return BenchModel(name, False, PACKED_CHANNELS if name.startswith("afnet_m") else 3)
 
 

@@ -26,7 +26,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """Options of the bench command (shared by ``afnetm bench`` and ``python -m afnetm_timm.bench``)."""
     g = parser.add_argument_group("what to run")
     g.add_argument("--quick", action="store_true",
-                   help="about 2 minutes on a 2-core CPU: resnet18, dual_resnet18, afnet_m; batch 1 and 8; no compile; "
+                   help="about a minute on a 2-core CPU: resnet18, dual_resnet18, afnet_m; batch 1 and 8; no compile; "
                         "3 repeats; small preprocessing run")
     g.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=None,
                    help="devices (default: cpu, and cuda when available; an unavailable cuda is skipped)")
@@ -130,7 +130,7 @@ def _command_text(args: argparse.Namespace) -> str:
 
 
 def _profile(results: dict, config, out: Path, name: str) -> Path:
-    from .profile import profile_setting, render_profile
+    from .profiling import profile_setting, render_profile
     from .report import write_text
     from .throughput import Setting, default_batch_sizes
 

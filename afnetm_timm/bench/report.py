@@ -126,6 +126,8 @@ def throughput_section(results: dict[str, Any]) -> list[str]:
                 cells.append(f"{q['ratio']:.3f} {mark} ({q['ratio_min']:.2f}–{q['ratio_max']:.2f})")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines += ["", "### Latency (ms per batch), peak memory (MiB beyond weights and input), compile time (s)", "",
+              "Compile time is the first call of the compiled model; it includes hits in torch's compile caches "
+              "from earlier runs on the same machine.", "",
               "| setting | model | latency ms | peak MiB | compile s | steps per measurement |",
               "|---|---|---:|---:|---:|---:|"]
     for s in settings:
@@ -201,27 +203,35 @@ def render_plot(results: dict[str, Any], path: Path) -> Path | None:
     models = list(dict.fromkeys(r["model"] for r in results["throughput"]))
     ratio_rows = [q for q in results.get("ratios", []) if q["ratio"] is not None]
     variants = list(dict.fromkeys(q["model"] for q in ratio_rows))
-    height = max(3.0, 0.45 * len(settings) + 1.5)
+    height = max(3.5, 0.5 * len(settings) + 2.0)
     fig, (ax_ratio, ax_tp) = plt.subplots(1, 2, figsize=(15, height), sharey=True)
     ys = list(range(len(settings)))
     bar = 0.8 / max(1, len(variants))
+    all_ratios = [q["ratio"] for q in ratio_rows]
+    low = min(0.7, min(all_ratios, default=1.0) - 0.05)
     for i, v in enumerate(variants):
         vals = {q["setting"]: q["ratio"] for q in ratio_rows if q["model"] == v}
-        ax_ratio.barh([y + i * bar for y in ys], [vals.get(s, 0.0) for s in settings], height=bar, label=v)
+        pos = [y + i * bar for y, s in zip(ys, settings, strict=True) if s in vals]
+        widths = [vals[s] - low for s in settings if s in vals]
+        ax_ratio.barh(pos, widths, left=low, height=bar, label=v)
+        for y, w in zip(pos, widths, strict=True):
+            ax_ratio.text(low + w + 0.005, y, f"{low + w:.3f}", va="center", fontsize=6)
     target = results["config"]["target"]
     ax_ratio.axvline(target, color="red", linestyle="--", label=f"target {target}")
     ax_ratio.axvline(1.0, color="grey", linewidth=0.8)
-    ax_ratio.set_xlabel(f"throughput / {results['config']['baseline']}")
+    ax_ratio.set_xlim(low, max(1.1, max(all_ratios, default=1.0) + 0.05))
+    ax_ratio.set_xlabel(f"throughput / {results['config']['baseline']} (higher is better)")
     ax_ratio.set_yticks([y + 0.4 - bar / 2 for y in ys], settings, fontsize=8)
     ax_ratio.invert_yaxis()
-    ax_ratio.legend(fontsize=7, loc="lower right")
+    ax_ratio.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, frameon=False)
     bar_tp = 0.8 / max(1, len(models))
     by_key = {(r["setting"], r["model"]): r["samples_per_s"] for r in rows}
     for i, m in enumerate(models):
-        ax_tp.barh([y + i * bar_tp for y in ys], [by_key.get((s, m)) or 0.0 for s in settings], height=bar_tp, label=m)
+        pos = [y + i * bar_tp for y, s in zip(ys, settings, strict=True) if (s, m) in by_key]
+        ax_tp.barh(pos, [by_key[(s, m)] for s in settings if (s, m) in by_key], height=bar_tp, label=m)
     ax_tp.set_xscale("log")
-    ax_tp.set_xlabel("samples/s (log)")
-    ax_tp.legend(fontsize=7, loc="lower right")
+    ax_tp.set_xlabel("samples/s (log scale)")
+    ax_tp.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, frameon=False)
     devices = ", ".join(d["name"] for d in results["devices"])
     fig.suptitle(f"AFNet-M benchmark {results['date'][:10]} — {devices} — torch {results['versions']['torch']}, "
                  f"timm {results['versions']['timm']}", fontsize=9)

@@ -143,15 +143,31 @@ def run_suite(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the suite; returns the results dict (fields: ``RESULTS_FIELDS``)."""
-    started = time.perf_counter()
+    """Run the suite; returns the results dict (fields: ``RESULTS_FIELDS``).
+
+    ``config.threads`` and cuDNN's benchmark mode apply during the run only.
+    """
     for name in (*config.models, *config.extra_models, *(config.cost_models or ())):
         bench_model_info(name)  # unknown names fail here, before minutes of measuring
     if config.baseline not in config.models and config.throughput:
-        raise ValueError(f"afnetm bench: the baseline {config.baseline!r} must be among the timed models")
-    if config.threads:
-        torch.set_num_threads(config.threads)
+        raise ValueError(f"the baseline {config.baseline!r} must be among the timed models")
+    threads, cudnn_benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    try:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        return _run_suite(config, command, progress, log)
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _run_suite(
+    config: BenchConfig, command: str, progress: bool, log: Callable[[str], None] | None
+) -> dict[str, Any]:
+    started = time.perf_counter()
     devices, skipped = resolve_devices(config.devices)
+    if not devices:
+        raise ValueError(f"none of the requested devices {list(config.devices)} is available")
     if "cuda" in devices:
         torch.backends.cudnn.benchmark = True  # as timm's benchmark.py: fastest conv algorithms per shape
     results: dict[str, Any] = {"schema": SCHEMA, **stamp(devices, command)}

@@ -50,14 +50,14 @@ class Setting:
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"afnetm bench: device must be 'cpu' or 'cuda', got {self.device!r}")
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.mode not in MODES:
-            raise ValueError(f"afnetm bench: mode must be one of {MODES}, got {self.mode!r}")
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"afnetm bench: dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
         if self.batch_size < 1 or self.img_size < 32 or self.img_size % 32:
             raise ValueError(
-                f"afnetm bench: batch size must be >= 1 and image size a multiple of 32, got "
+                f"batch size must be >= 1 and image size a multiple of 32, got "
                 f"{self.batch_size} and {self.img_size}"
             )
 
