@@ -14,6 +14,7 @@ import numpy as np
 
 from afnetm_timm.data import FaceScan
 from afnetm_timm.data.formats import interpolate_corners, landmark_name, rasterize_triangles
+from afnetm_timm.data.synthetic import _inside_polygon, _polyline_distance, _vertex_normals
 
 SFM_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sfm" / "sfm_3448.npz"
 SFM_EXPRESSIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
@@ -133,42 +134,10 @@ def sfm_bu3dfe83(vertices: np.ndarray) -> dict[str, np.ndarray]:
     return {landmark_name("bu3dfe83", k + 1): allp[k].copy() for k in range(83)}
 
 
-def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """(N,) bool: points (N, 2) inside a polygon (K, 2), even-odd rule."""
-    x, y = points[:, 0], points[:, 1]
-    inside = np.zeros(len(points), dtype=bool)
-    for (x1, y1), (x2, y2) in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
-        crosses = (y1 > y) != (y2 > y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xc = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-        inside ^= crosses & (x < xc)
-    return inside
-
-
-def _segment_distance(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
-    """(N,) distance of points (N, 2) to an open polyline (K, 2)."""
-    best = np.full(len(points), np.inf)
-    for a, b in zip(polyline[:-1], polyline[1:], strict=True):
-        ab = b - a
-        t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
-        best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
-    return best
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(N, 3) unit area-weighted vertex normals."""
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    n = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
 def face_colors(vertices: np.ndarray, faces: np.ndarray, landmarks: dict[str, np.ndarray]) -> np.ndarray:
     """(N, 3) float RGB per vertex: Lambert-shaded skin with painted brows, lips and eyes (iBUG names)."""
     light = np.array([0.3, 0.4, 1.0]) / np.linalg.norm([0.3, 0.4, 1.0])
-    shade = 0.35 + 0.65 * np.clip(vertex_normals(vertices, faces) @ light, 0.0, 1.0)
+    shade = 0.35 + 0.65 * np.clip(_vertex_normals(vertices, faces) @ light, 0.0, 1.0)
     col = SKIN[None] * shade[:, None]
     xy = vertices[:, :2]
 
@@ -181,17 +150,17 @@ def face_colors(vertices: np.ndarray, faces: np.ndarray, landmarks: dict[str, np
     for ks in (range(18, 23), range(23, 28)):
         brow = pts(ks)
         if brow is not None:
-            col[_segment_distance(xy, brow) < 3.5] = BROW * 0.9
+            col[_polyline_distance(xy, brow) < 3.5] = BROW * 0.9
     outer, inner = pts(range(49, 61)), pts([62, 63, 64, 66, 67, 68])
     if outer is not None:
-        lips = _inside(xy, outer)
+        lips = _inside_polygon(xy, outer)
         if inner is not None:
-            lips &= ~_inside(xy, inner)
+            lips &= ~_inside_polygon(xy, inner)
         col[lips] = LIPS * shade[lips, None]
     for ks in (range(37, 43), range(43, 49)):
         eye = pts(ks)
         if eye is not None:
-            inside = _inside(xy, eye)
+            inside = _inside_polygon(xy, eye)
             col[inside] = SCLERA
             centre = eye.mean(axis=0)
             col[inside & (np.linalg.norm(xy - centre, axis=1) < 3.5)] = IRIS
