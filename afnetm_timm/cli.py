@@ -1,4 +1,4 @@
-"""The ``afnetm`` command line: ``afnetm demo``, ``afnetm params``."""
+"""The ``afnetm`` command line: demo, params, preprocess, synthesize, train, evaluate, protocol, predict, explain, hub, bench."""
 from __future__ import annotations
 
 import argparse
@@ -114,8 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     from afnetm_timm.bench.cli import add_bench_command
     from afnetm_timm.data.batch import add_preprocess_command
     from afnetm_timm.hub.cli import add_hub_commands
+    from afnetm_timm.train.cli import add_train_commands
+    from afnetm_timm.train.predict_cli import add_explain_command, add_predict_command
 
     add_preprocess_command(sub)
+    add_train_commands(sub)
+    add_predict_command(sub)
+    add_explain_command(sub)
     add_hub_commands(sub)
     add_bench_command(sub)
     return parser

@@ -1,0 +1,1 @@
+"""Training, evaluation and the subject-independent protocol for AFNet-M."""
