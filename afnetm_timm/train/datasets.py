@@ -10,6 +10,7 @@ GPU for the whole protocol.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,7 +186,7 @@ def load_expression_data(
         try:
             with np.load(path, allow_pickle=False) as data:
                 texture, depth, mask = data["texture"], data["depth"], data["mask"]
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path}: unreadable cached sample ({err}); rerun the preprocessing") from err
         if depth.ndim == 3:
             depth = depth[..., 0]

@@ -1,0 +1,81 @@
+"""End to end: the protocol, train/evaluate and DDP through the ``afnetm`` command line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from afnetm_timm.cli import main
+
+FAST = ["--no-progress", "--batch-size", "8", "--lr", "1e-3"]
+
+
+@pytest.mark.slow
+def test_protocol_on_synthetic_beats_chance(synthetic_cache: Path, tmp_path: Path, capsys, one_thread) -> None:
+    out = tmp_path / "protocol"
+    args = ["protocol", "--dataset", "synthetic", "--data", str(synthetic_cache), "--out", str(out),
+            "--variants", "afnet_m", "--n-folds", "3", "--repetitions", "1", "--epochs", "10", *FAST]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    detail = json.loads((out / "protocol.json").read_text())
+    result = detail["variants"]["afnet_m"]
+    # chance is 1/6; the synthetic expressions are learnable from 6 training subjects in 10 epochs
+    assert result["accuracy_mean"] > 0.5, result
+    assert len(result["fold_accuracies"]) == 3 and detail["synthetic"] is True
+    # subject-independent: every fold's test subjects are absent from its training subjects
+    for fold in sorted((out / "runs" / "afnet_m" / "rep000").glob("fold*.json")):
+        record = json.loads(fold.read_text())
+        assert not set(record["test_subjects"]) & set(record["train_subjects"])
+    assert json.loads((out / "subjects.json").read_text())["n"] == 9
+    assert "| afnet_m | 2D+3D | yes | feature (AF) |" in (out / "table.md").read_text()
+    assert cv2.imread(str(out / "confusion" / "afnet_m.png")) is not None
+    assert f"afnet_m: accuracy {100 * result['accuracy_mean']:.2f}%" in printed
+    # no training state or models are left behind by default
+    assert not list((out / "runs").rglob("*.safetensors"))
+    # a rerun resumes: every fold is found done and the numbers are the same
+    assert main(args) == 0
+    assert "3 already done, 0 to run" in capsys.readouterr().out
+    assert json.loads((out / "protocol.json").read_text())["variants"]["afnet_m"] == result
+
+
+def test_train_fold_then_evaluate(synthetic_cache: Path, tmp_path: Path, capsys, one_thread) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(synthetic_cache), "--model", "afnet_m_no_ma", "--out", str(run),
+                 "--fold", "0", "--n-folds", "3", "--epochs", "1", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "fold 0 test accuracy" in printed and (run / "model.safetensors").is_file()
+    assert main(["evaluate", "--model", str(run / "model.safetensors"), "--data", str(synthetic_cache),
+                 "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["samples"] == 108 and 0 <= metrics["accuracy"] <= 1
+    assert sum(map(sum, metrics["confusion"])) == 108
+    assert (tmp_path / "eval" / "confusion.csv").is_file()
+    # bad input: a message naming the problem and exit code 1, no traceback
+    assert main(["evaluate", "--model", str(tmp_path / "nope.safetensors"), "--data", str(synthetic_cache)]) == 1
+    assert main(["train", "--data", str(tmp_path), "--out", str(run)]) == 1
+    assert "no index.jsonl" in capsys.readouterr().err
+
+
+def test_protocol_spreads_folds_over_devices(synthetic_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "devices"
+    assert main(["protocol", "--dataset", "synthetic", "--data", str(synthetic_cache), "--out", str(out),
+                 "--variants", "afnet_m_2d_no_ma", "--n-folds", "2", "--repetitions", "1", "--epochs", "1",
+                 "--devices", "cpu,cpu", *FAST]) == 0
+    devices = [json.loads(p.read_text())["device"] for p in (out / "runs").rglob("fold*.json")]
+    assert devices == ["cpu", "cpu"]
+
+
+def test_torchrun_ddp_training(synthetic_cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "afnetm_timm.cli", "train", "--data", str(synthetic_cache), "--model", "afnet_m_3d_no_ma",
+           "--out", str(run), "--epochs", "1", "--device", "cpu", *FAST]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout and (run / "model.safetensors").is_file()

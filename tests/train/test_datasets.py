@@ -1,0 +1,90 @@
+"""Datasets over the preprocessing cache and the synthetic dataset builder."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from afnetm_timm.data.synthetic_dataset import build_synthetic_dataset, synthetic_scan
+from afnetm_timm.packing import EXPRESSION_NAMES
+from afnetm_timm.train.datasets import load_expression_data, read_index
+
+N_SUBJECTS = 9  # tests/train/conftest.py builds the cache with 9 subjects
+
+
+def test_cache_index_and_default_levels(synthetic_cache: Path, synthetic_data) -> None:
+    records = read_index(synthetic_cache)
+    assert len(records) == N_SUBJECTS * 6 * 3
+    assert {r["intensity"] for r in records} == {2, 3, 4}
+    # default selection: the two highest levels, like the 720-sample BU-3DFE setting
+    assert len(synthetic_data) == N_SUBJECTS * 6 * 2
+    assert synthetic_data.meta["intensities"] == [3, 4]
+    assert synthetic_data.class_counts() == {name: N_SUBJECTS * 2 for name in EXPRESSION_NAMES}
+    assert synthetic_data.texture.shape == (len(synthetic_data), 64, 64, 3)
+    assert synthetic_data.depth.dtype == np.uint8 and synthetic_data.mask.dtype == np.uint8
+    # every sample's label matches the expression code of its id (synth003_HA04 -> happiness)
+    codes = {"AN": 0, "DI": 1, "FE": 2, "HA": 3, "SA": 4, "SU": 5}
+    assert [codes[i.split("_")[1][:2]] for i in synthetic_data.ids] == synthetic_data.labels.tolist()
+
+
+def test_intensity_and_subject_selection(synthetic_cache: Path) -> None:
+    all_levels = load_expression_data(synthetic_cache, intensities=(2, 3, 4))
+    assert len(all_levels) == N_SUBJECTS * 18
+    some = load_expression_data(synthetic_cache, subjects=["synth000", "synth004"])
+    assert set(some.subjects.tolist()) == {"synth000", "synth004"} and len(some) == 24
+    with pytest.raises(ValueError, match="synth999"):
+        load_expression_data(synthetic_cache, subjects=["synth999"])
+    with pytest.raises(ValueError, match="no 'bu3dfe' samples"):
+        load_expression_data(synthetic_cache, dataset="bu3dfe")
+
+
+def test_packed_uint8_layout(synthetic_data) -> None:
+    part = synthetic_data.subset([0, 5])
+    packed = part.packed_uint8()
+    assert packed.shape == (2, 5, 64, 64) and packed.dtype.is_floating_point is False
+    np.testing.assert_array_equal(packed[1, :3].permute(1, 2, 0).numpy(), part.texture[1])
+    np.testing.assert_array_equal(packed[1, 3].numpy(), part.depth[1])
+    np.testing.assert_array_equal(packed[1, 4].numpy(), part.mask[1])
+
+
+def test_bad_caches(tmp_path: Path, synthetic_cache: Path) -> None:
+    with pytest.raises(ValueError, match="no index.jsonl"):
+        load_expression_data(tmp_path)
+    (tmp_path / "index.jsonl").write_text('{"id": "a"}\n')
+    with pytest.raises(ValueError, match="lacks 'file'"):
+        load_expression_data(tmp_path)
+    # a truncated sample file is named, not a numpy traceback
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_cache, broken)
+    record = json.loads((broken / "index.jsonl").read_text().splitlines()[-1])
+    (broken / record["file"]).write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match=record["id"]):
+        load_expression_data(broken, intensities=(2, 3, 4))
+
+
+def test_synthetic_scan_is_deterministic_and_posed() -> None:
+    a = synthetic_scan(3, "surprise", 4, n_points=800, texture_size=64)
+    b = synthetic_scan(3, "surprise", 4, n_points=800, texture_size=64)
+    c = synthetic_scan(3, "surprise", 3, n_points=800, texture_size=64)
+    np.testing.assert_array_equal(a.vertices, b.vertices)
+    assert a.metadata["subject"] == "synth003" and a.metadata["intensity"] == 4
+    assert a.metadata["strength"] > c.metadata["strength"]
+    # the random head pose moves the landmarks with the vertices (rigidly)
+    neutral_gap = np.linalg.norm(a.landmarks["ibug68_37"] - a.landmarks["ibug68_46"])
+    assert 50 < neutral_gap < 120
+
+
+def test_builder_resumes_and_rejects_bad_arguments(tmp_path: Path) -> None:
+    first = build_synthetic_dataset(tmp_path, subjects=1, levels=(4,), size=64, n_points=800, texture_size=64,
+                                    jobs=1, progress=False)
+    assert len(first.made) == 6 and first.ok
+    again = build_synthetic_dataset(tmp_path, subjects=1, levels=(4,), size=64, n_points=800, texture_size=64,
+                                    jobs=1, progress=False)
+    assert len(again.skipped) == 6 and not again.made
+    with pytest.raises(ValueError, match="levels"):
+        build_synthetic_dataset(tmp_path, subjects=1, levels=(5,))
+    with pytest.raises(ValueError, match="no such file"):
+        build_synthetic_dataset(tmp_path, subjects=1, morphable_model=tmp_path / "missing.npz")
