@@ -88,3 +88,26 @@ def test_builder_resumes_and_rejects_bad_arguments(tmp_path: Path) -> None:
         build_synthetic_dataset(tmp_path, subjects=1, levels=(5,))
     with pytest.raises(ValueError, match="no such file"):
         build_synthetic_dataset(tmp_path, subjects=1, morphable_model=tmp_path / "missing.npz")
+
+
+def test_bosphorus_cache_keeps_the_six_emotion_scans(synthetic_cache: Path, tmp_path: Path) -> None:
+    """A cache written by `afnetm preprocess bosphorus`: index records as batch.py writes them."""
+    from afnetm_timm.data.formats.names import parse_scan_name
+
+    (tmp_path / "samples").mkdir()
+    source = sorted((synthetic_cache / "samples").glob("*.npz"))
+    names = ["bs000_E_ANGER_0", "bs000_E_HAPPY_0", "bs000_LFAU_9_0", "bs001_E_SURPRISE_0", "bs001_N_N_0",
+             "bs001_E_SADNESS_0"]
+    lines = []
+    for name, npz in zip(names, source, strict=False):
+        shutil.copy(npz, tmp_path / "samples" / f"{name}.npz")
+        parsed = parse_scan_name(f"{name}.bnt")
+        lines.append(json.dumps({"id": name, "file": f"samples/{name}.npz", "dataset": parsed["dataset"],
+                                 "subject": parsed["subject"], "expression": parsed.get("expression"),
+                                 "intensity": None, "source": f"{name}.bnt"}))
+    (tmp_path / "index.jsonl").write_text("\n".join(lines) + "\n")
+    data = load_expression_data(tmp_path)
+    assert data.dataset == "bosphorus"
+    assert data.ids == ["bs000_E_ANGER_0", "bs000_E_HAPPY_0", "bs001_E_SADNESS_0", "bs001_E_SURPRISE_0"]
+    assert [data.label_names[i] for i in data.labels] == ["anger", "happiness", "sadness", "surprise"]
+    assert data.subject_ids == ["bs000", "bs001"]
