@@ -137,8 +137,8 @@ class ProtocolConfig:
         repetitions: repetitions of the cross-validation (paper: 100).
         seed: seeds the fold assignment of each repetition (and each fold's training).
         train: training settings (its ``model`` is replaced by each variant).
-        devices: one worker per entry ('cpu', 'cuda:0', 'cuda:0', 'cuda:1', ...); None: one worker on the
-            best device. Several entries train folds concurrently.
+        devices: one worker per entry ('cpu', 'cuda:0', 'cuda:0', 'cuda:1', ...); None: one worker per CUDA
+            device when there are several, else one on the best device. Several entries train folds concurrently.
         keep_models: keep each fold's trained ``model.safetensors`` (about 90 MB each).
     """
 
@@ -153,6 +153,14 @@ class ProtocolConfig:
 
 def _fold_path(out_dir: Path, variant: str, rep: int, fold: int) -> Path:
     return out_dir / "runs" / variant / f"rep{rep:03d}" / f"fold{fold:02d}.json"
+
+
+def default_devices() -> list[str | None]:
+    """Every CUDA device when there are several (one fold each at a time), else one worker on the best device."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)] if count > 1 else [None]
 
 
 def _run_fold(job: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +226,7 @@ def run_protocol(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    devices = list(cfg.devices) if cfg.devices else [None]
+    devices = list(cfg.devices) if cfg.devices else default_devices()
     threads = max(1, (os.cpu_count() or 1) // len(devices)) if len(devices) > 1 else None
     pending: list[dict[str, Any]] = []
     done = 0

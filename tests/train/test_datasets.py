@@ -111,3 +111,20 @@ def test_bosphorus_cache_keeps_the_six_emotion_scans(synthetic_cache: Path, tmp_
     assert data.ids == ["bs000_E_ANGER_0", "bs000_E_HAPPY_0", "bs001_E_SADNESS_0", "bs001_E_SURPRISE_0"]
     assert [data.label_names[i] for i in data.labels] == ["anger", "happiness", "sadness", "surprise"]
     assert data.subject_ids == ["bs000", "bs001"]
+
+
+SFM_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sfm" / "sfm_3448.npz"
+
+
+@pytest.mark.skipif(not SFM_PATH.is_file(), reason="needs ../shared/data/sfm/sfm_3448.npz")
+def test_synthetic_faces_from_a_morphable_model(tmp_path: Path) -> None:
+    report = build_synthetic_dataset(tmp_path, subjects=2, levels=(4,), size=64, texture_size=128,
+                                     morphable_model=SFM_PATH, jobs=1, progress=False)
+    assert report.ok and len(report.made) == 12, report.summary()
+    data = load_expression_data(tmp_path, intensities=(4,))
+    assert data.class_counts() == {name: 2 for name in EXPRESSION_NAMES}
+    assert read_index(tmp_path)[0]["source"] == "synthetic:morphable-model sfm_3448.npz"
+    # anger and disgust of one identity give different depth images
+    a, b = data.subset([0]).depth[0].astype(int), data.subset([1]).depth[0].astype(int)
+    assert np.abs(a - b).mean() > 0.5
+    assert data.mask.max() == 255 and data.texture.std() > 10
