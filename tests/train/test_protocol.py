@@ -116,3 +116,15 @@ def test_summarize_pools_folds_per_repetition(tmp_path: Path, synthetic_data) ->
     (tmp_path / "runs" / "afnet_m" / "rep001" / "fold01.json").unlink()
     with pytest.raises(ValueError, match="fold01.json"):
         summarize(tmp_path, synthetic_data, cfg)
+
+
+def test_default_devices(monkeypatch) -> None:
+    import torch
+
+    from afnetm_timm.train.protocol import default_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert default_devices() == ["cuda:0", "cuda:1", "cuda:2"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert default_devices() == [None]  # one device: the trainer's own choice ('auto')
