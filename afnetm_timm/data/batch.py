@@ -24,6 +24,7 @@ import numpy as np
 from .formats import read_scan
 from .formats.mesh import MESH_SUFFIXES
 from .formats.names import parse_scan_name
+from .gridfit import _threadpool_controller
 from .pipeline import preprocess_scan
 
 DATASET_PATTERNS: dict[str, tuple[str, ...]] = {
@@ -164,6 +165,20 @@ def write_index(out_dir: str | Path) -> Path:
     return index
 
 
+def _init_worker() -> None:
+    """Pin the numeric libraries of a worker process to one thread each.
+
+    The pool already runs one worker per core; threaded BLAS/OpenMP/OpenCV inside every worker
+    would only oversubscribe the cores (several times slower when they are all busy).
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    controller = _threadpool_controller()
+    if controller is not None:
+        controller.limit(limits=1)  # BLAS and OpenMP, for the life of the worker
+
+
 def preprocess_folder(
     dataset: str,
     src_dir: str | Path,
@@ -190,7 +205,7 @@ def preprocess_folder(
         results: Iterable[tuple[str, str, str]] = (preprocess_one(*a) for a in args)
         executor = None
     else:
-        executor = ProcessPoolExecutor(max_workers=jobs)
+        executor = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker)
         results = executor.map(preprocess_one, *zip(*args, strict=True), chunksize=1) if args else iter(())
     try:
         for path, status, reason in results:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from itertools import chain
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -249,19 +250,62 @@ def find_nose_tip(
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
         raise ValueError(f"points must be a non-empty (N, 3) array, got {pts.shape}")
     xy = pts[:, :2]
+    x, y = pts[:, 0], pts[:, 1]
     if guess is None:
-        centre = np.median(xy, axis=0)
-        extent = float(np.max(np.ptp(xy, axis=0)))
-        cand = np.nonzero(np.linalg.norm(xy - centre, axis=1) <= 0.35 * extent)[0]
+        cx, cy = np.median(x), np.median(y)
+        extent = max(float(x.max() - x.min()), float(y.max() - y.min()))
+        limit = 0.35 * extent
     else:
-        cand = np.nonzero(np.linalg.norm(xy - np.asarray(guess)[:2], axis=1) <= radius)[0]
+        cx, cy = np.asarray(guess, dtype=np.float64)[:2]
+        limit = radius
+    dx, dy = x - cx, y - cy
+    cand = np.flatnonzero(np.sqrt(dx * dx + dy * dy) <= limit)  # (= np.linalg.norm(..., axis=1))
     if cand.size == 0:
         cand = np.arange(len(pts))
-    tree = cKDTree(xy)
-    neigh = tree.query_ball_point(xy[cand], r=smoothing_radius)
     zs = pts[:, 2]
-    smooth = np.array([np.median(zs[n]) if len(n) else zs[c] for c, n in zip(cand, neigh, strict=True)])
-    return pts[cand[int(np.argmax(smooth))]].copy()
+    tree = cKDTree(xy, balanced_tree=False, compact_nodes=False)  # quick to build; few queries follow
+    # Only candidates that can reach a known smoothed height L need their median: a median >= L
+    # needs at least half of the neighbours at z >= L, so the others are skipped (same answer).
+    top = cand[np.argpartition(-zs[cand], 7)[:8]] if cand.size > 8 else cand
+    level = float(_neighbourhood_medians(tree, xy, zs, top, smoothing_radius).max())
+    sel = cand
+    if np.isfinite(level):
+        high_tree = cKDTree(xy[zs >= level])
+        wide = smoothing_radius * (1.0 + 1e-9) + 1e-12  # never undercounts the high neighbours
+        sel = cand[_near_any(tree, high_tree.data, wide, len(pts))[cand]]  # keeps the order of cand (ties)
+        n_all = tree.query_ball_point(xy[sel], r=smoothing_radius, return_length=True)
+        n_high = high_tree.query_ball_point(xy[sel], r=wide, return_length=True)
+        sel = sel[2 * n_high >= n_all]
+    smooth = _neighbourhood_medians(tree, xy, zs, sel, smoothing_radius)
+    return pts[sel[int(np.argmax(smooth))]].copy()
+
+
+def _near_any(tree: cKDTree, centres: np.ndarray, radius: float, n: int) -> np.ndarray:
+    """(n,) bool: the points of ``tree`` within ``radius`` of any of ``centres``."""
+    out = np.zeros(n, dtype=bool)
+    out[np.fromiter(chain.from_iterable(tree.query_ball_point(centres, r=radius)), dtype=np.int64)] = True
+    return out
+
+
+def _neighbourhood_medians(tree: cKDTree, xy: np.ndarray, zs: np.ndarray, idx: np.ndarray, radius: float) -> np.ndarray:
+    """Median of ``zs`` over the points within ``radius`` (x-y) of each point ``idx`` (as np.median)."""
+    lists = tree.query_ball_point(xy[idx], r=radius)
+    counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(idx))
+    out = zs[idx].astype(np.float64)
+    if not counts.any():
+        return out
+    flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(counts.sum()))
+    group = np.repeat(np.arange(len(idx), dtype=np.int64), counts)
+    values = zs[flat]
+    values = values[np.lexsort((values, group))]  # by group (in order), then by z
+    starts = np.cumsum(counts) - counts
+    mid = starts + (counts - 1) // 2
+    ok = counts > 0
+    odd = ok & (counts % 2 == 1)
+    even = ok & ~odd
+    out[odd] = values[mid[odd]]
+    out[even] = (values[mid[even]] + values[mid[even] + 1]) / 2
+    return out
 
 
 def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -373,19 +417,19 @@ def estimate_pose(
     # Landmark-free: iterative normal estimate around the nose.
     tf = RigidTransform()
     subset = np.arange(len(pts))
+    moved = pts
     for _ in range(max(1, pca_iterations)):
-        moved = tf.apply(pts)
         sub_faces = _faces_within(faces, subset, len(pts)) if faces is not None else None
         direction = _facing_direction(moved if sub_faces is not None else moved[subset], sub_faces)
         rot = RigidTransform(_rotation_between(direction, np.array([0.0, 0.0, 1.0])), np.zeros(3))
         tf = tf.then(rot)
         moved = tf.apply(pts)
         tip = find_nose_tip(moved)
-        subset = np.nonzero(np.linalg.norm(moved - tip, axis=1) <= pca_radius)[0]
+        d = moved - tip
+        subset = np.flatnonzero(np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]) <= pca_radius)
         if subset.size < 10:
             subset = np.arange(len(pts))
-    moved = tf.apply(pts)
-    tip = find_nose_tip(moved)
+    # the final nose tip is the last iteration's: same transform, same points
     tf = tf.then(RigidTransform(np.eye(3), -tip))
     return PoseResult(tf, "pca", [], float("nan"), tf.inverse().apply(np.zeros(3)))
 
@@ -395,7 +439,7 @@ def _faces_within(faces: np.ndarray | None, subset: np.ndarray, n: int) -> np.nd
         return None
     inside = np.zeros(n, dtype=bool)
     inside[subset] = True
-    return faces[inside[faces].all(axis=1)]
+    return faces[inside[faces[:, 0]] & inside[faces[:, 1]] & inside[faces[:, 2]]]
 
 
 def _well_spread(points: np.ndarray) -> bool:

@@ -16,6 +16,7 @@ from scipy import ndimage
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from .formats._raster import coverage_mask
 from .scan import FaceScan
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "denoise_depth",
     "fill_holes",
     "knn_outlier_mask",
-    "rasterize_triangles",
     "small_component_mask",
     "spike_mask",
     "subset_scan",
@@ -45,7 +45,7 @@ def subset_scan(scan: FaceScan, keep: np.ndarray) -> FaceScan:
     new_index = np.full(len(v), -1, dtype=np.int64)
     new_index[keep] = np.arange(int(keep.sum()))
     faces = np.asarray(scan.faces, dtype=np.int64).reshape(-1, 3)
-    fkeep = keep[faces].all(axis=1) if len(faces) else np.zeros(0, dtype=bool)
+    fkeep = keep[faces[:, 0]] & keep[faces[:, 1]] & keep[faces[:, 2]]
     corner_uv = None if scan.corner_uv is None else np.asarray(scan.corner_uv)[fkeep]
     return replace(
         scan,
@@ -103,15 +103,27 @@ def spike_mask(
     if n <= k + 1:
         return np.ones(n, dtype=bool)
     _, idx = cKDTree(pts[:, :2]).query(pts[:, :2], k=k + 1)
-    nb = pts[idx[:, 1:]]  # (N, k, 3)
-    d = nb[:, :, :2] - pts[:, None, :2]
-    scale = np.maximum(np.abs(d).max(axis=(1, 2)), 1e-9)[:, None, None]
-    x = np.concatenate([np.ones((n, k, 1)), d / scale], axis=2)  # (N, k, 3), well conditioned
-    xtx = np.einsum("nki,nkj->nij", x, x) + 1e-9 * np.eye(3)
-    xtz = np.einsum("nki,nk->ni", x, nb[:, :, 2])
+    nb = np.ascontiguousarray(idx[:, 1:].T)  # (k, N): reductions over the neighbours are fast
+    u = pts[nb, 0] - pts[:, 0]
+    v = pts[nb, 1] - pts[:, 1]
+    z = pts[nb, 2]
+    inv = 1.0 / np.maximum(np.maximum(np.abs(u).max(axis=0), np.abs(v).max(axis=0)), 1e-9)
+    u *= inv  # local coordinates scaled to [-1, 1]: well conditioned
+    v *= inv
+    # normal equations of the plane fit [1, u, v] @ coef ~ z, one 3x3 system per point
+    xtx = np.empty((n, 3, 3))
+    xtx[:, 0, 0] = k + 1e-9
+    xtx[:, 0, 1] = xtx[:, 1, 0] = u.sum(axis=0)
+    xtx[:, 0, 2] = xtx[:, 2, 0] = v.sum(axis=0)
+    xtx[:, 1, 1] = (u * u).sum(axis=0) + 1e-9
+    xtx[:, 1, 2] = xtx[:, 2, 1] = (u * v).sum(axis=0)
+    xtx[:, 2, 2] = (v * v).sum(axis=0) + 1e-9
+    xtz = np.stack([z.sum(axis=0), (u * z).sum(axis=0), (v * z).sum(axis=0)], axis=1)
     coef = np.linalg.solve(xtx, xtz[..., None])[..., 0]  # (N, 3)
-    resid = nb[:, :, 2] - np.einsum("nki,ni->nk", x, coef)
-    spread = 1.4826 * np.median(np.abs(resid), axis=1)
+    resid = np.abs(z - coef[:, 0] - coef[:, 1] * u - coef[:, 2] * v)
+    resid.sort(axis=0)
+    mid = resid[k // 2] if k % 2 else 0.5 * (resid[k // 2 - 1] + resid[k // 2])  # the median, as np.median
+    spread = 1.4826 * mid
     return np.abs(pts[:, 2] - coef[:, 0]) <= np.maximum(max_dz, n_mad * spread)
 
 
@@ -188,108 +200,36 @@ def clean_scan(
     pose normalisation, not on a scan seen from the side). Returns the cleaned copy and counts.
     """
     report = SurfaceReport()
-    cur = scan
+    # Each step sees the vertices (and faces) the previous ones kept; the scan itself (texture
+    # coordinates, colours) is subset once at the end, which gives the same result.
+    vertices = np.asarray(scan.vertices)
+    faces = np.asarray(scan.faces, dtype=np.int64).reshape(-1, 3)
+    alive = np.arange(len(vertices))  # original index of each remaining vertex
+
+    def drop(keep: np.ndarray) -> int:
+        nonlocal vertices, faces, alive
+        removed = int(keep.size - np.count_nonzero(keep))
+        if removed:
+            new_index = np.cumsum(keep) - 1
+            faces = new_index[faces[keep[faces[:, 0]] & keep[faces[:, 1]] & keep[faces[:, 2]]]]
+            vertices, alive = vertices[keep], alive[keep]
+        return removed
+
     if outliers:
-        keep = knn_outlier_mask(cur.vertices, outlier_k, outlier_sigma, outlier_min_ratio)
-        report.outliers_removed = int((~keep).sum())
-        cur = subset_scan(cur, keep)
+        report.outliers_removed = drop(knn_outlier_mask(vertices, outlier_k, outlier_sigma, outlier_min_ratio))
     if spikes:
-        keep = spike_mask(cur.vertices, spike_k, spike_max_dz, spike_n_mad)
-        report.spikes_removed = int((~keep).sum())
-        cur = subset_scan(cur, keep)
+        report.spikes_removed = drop(spike_mask(vertices, spike_k, spike_max_dz, spike_n_mad))
     if components:
-        faces = np.asarray(cur.faces)
-        keep = small_component_mask(cur.vertices, faces if faces.size else None, component_min_fraction)
-        report.small_components_removed = int((~keep).sum())
-        cur = subset_scan(cur, keep)
-    return cur, report
+        keep = small_component_mask(vertices, faces if faces.size else None, component_min_fraction)
+        report.small_components_removed = drop(keep)
+    keep = np.zeros(len(scan.vertices), dtype=bool)
+    keep[alive] = True
+    return subset_scan(scan, keep), report
 
 
 # --------------------------------------------------------------------------------------------
 # On the image grid
 # --------------------------------------------------------------------------------------------
-def rasterize_triangles(
-    triangles: np.ndarray,
-    shape: tuple[int, int],
-    values: np.ndarray | None = None,
-    max_bbox_px: int = 4096,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Vectorised scan conversion of 2-D triangles, with an optional z-buffer.
-
-    Args:
-        triangles: (F, 3, 2) corner positions in pixel units (column, row; pixel centres at
-            integer coordinates).
-        shape: (H, W).
-        values: optional (F, 3) or (F, 3, C) per-corner values interpolated linearly inside each
-            triangle. Where triangles overlap, the fragment with the LARGEST first channel wins
-            (a z-buffer for a viewer on +z when channel 0 is z).
-        max_bbox_px: triangles whose bounding box exceeds this many pixels are skipped.
-    Returns:
-        (covered (H, W) bool, image (H, W) or (H, W, C) float64, NaN where uncovered, or None).
-    """
-    h, w = shape
-    tri = np.asarray(triangles, dtype=np.float64).reshape(-1, 3, 2)
-    vals = None
-    if values is not None:
-        vals = np.asarray(values, dtype=np.float64)
-        single = vals.ndim == 2
-        vals = vals.reshape(len(tri), 3, -1)
-    covered = np.zeros(h * w, dtype=bool)
-    frag_pix: list[np.ndarray] = []
-    frag_val: list[np.ndarray] = []
-    if len(tri):
-        lo = np.clip(np.ceil(tri.min(axis=1) - 1e-9), 0, [w - 1, h - 1]).astype(np.int64)
-        hi = np.clip(np.floor(tri.max(axis=1) + 1e-9), [-1, -1], [w - 1, h - 1]).astype(np.int64)
-        size = np.maximum(hi - lo + 1, 0)
-        count = size[:, 0] * size[:, 1]
-        ok = (count > 0) & (count <= max_bbox_px)
-        tri, lo, size, count = tri[ok], lo[ok], size[ok], count[ok]
-        if vals is not None:
-            vals = vals[ok]
-        starts = np.concatenate([[0], np.cumsum(count)])
-        chunk_edges = np.searchsorted(starts, np.arange(0, starts[-1] + 1, 2_000_000))
-        bounds = np.unique(np.concatenate([chunk_edges, [len(tri)]]))
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            if b <= a:
-                continue
-            cnt = count[a:b]
-            t_idx = np.repeat(np.arange(a, b), cnt)
-            local = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-            cx = lo[t_idx, 0] + local % size[t_idx, 0]
-            cy = lo[t_idx, 1] + local // size[t_idx, 0]
-            p0, p1, p2 = tri[t_idx, 0], tri[t_idx, 1], tri[t_idx, 2]
-            den = (p1[:, 1] - p2[:, 1]) * (p0[:, 0] - p2[:, 0]) + (p2[:, 0] - p1[:, 0]) * (p0[:, 1] - p2[:, 1])
-            good = np.abs(den) > 1e-12
-            den = np.where(good, den, 1.0)
-            l0 = ((p1[:, 1] - p2[:, 1]) * (cx - p2[:, 0]) + (p2[:, 0] - p1[:, 0]) * (cy - p2[:, 1])) / den
-            l1 = ((p2[:, 1] - p0[:, 1]) * (cx - p2[:, 0]) + (p0[:, 0] - p2[:, 0]) * (cy - p2[:, 1])) / den
-            l2 = 1.0 - l0 - l1
-            eps = -1e-9
-            inside = good & (l0 >= eps) & (l1 >= eps) & (l2 >= eps)
-            flat = (cy * w + cx)[inside]
-            covered[flat] = True
-            if vals is not None:
-                v = vals[t_idx[inside]]  # (M, 3, C)
-                lam = np.stack([l0[inside], l1[inside], l2[inside]], axis=1)  # (M, 3)
-                frag_pix.append(flat)
-                frag_val.append(np.einsum("mk,mkc->mc", lam, v))
-    covered = covered.reshape(h, w)
-    if vals is None:
-        return covered, None
-    nch = vals.shape[2]
-    image = np.full((h * w, nch), np.nan)
-    if frag_pix:
-        pix = np.concatenate(frag_pix)
-        fv = np.concatenate(frag_val)
-        order = np.lexsort((fv[:, 0], pix))  # by pixel, then by the first channel
-        pix, fv = pix[order], fv[order]
-        last = np.ones(len(pix), dtype=bool)
-        last[:-1] = pix[1:] != pix[:-1]
-        image[pix[last]] = fv[last]
-    image = image.reshape(h, w, nch)
-    return covered, image[..., 0] if single else image
-
-
 def support_mask(
     pixels: np.ndarray,
     shape: tuple[int, int],
@@ -301,8 +241,9 @@ def support_mask(
     Args:
         pixels: (N, 2) point positions in pixel units (column, row; pixel centres at integers).
         shape: (H, W) of the image.
-        faces: (F, 3) triangles; when given, each projected triangle is filled with
-            `rasterize_triangles` (the faithful choice for meshes). Triangles much larger than the typical one (> 8 x the median
+        faces: (F, 3) triangles; when given, each projected triangle is filled (pixel centres
+            inside or on an edge, see `afnetm_timm.data.formats.rasterize_triangles`; the faithful
+            choice for meshes). Triangles much larger than the typical one (> 8 x the median
             edge, e.g. bridging a hole) are skipped.
         radius_px: for point clouds (no faces): pixels within this distance of a point
             (default: 0.75 x the median nearest-neighbour spacing, at least 1 pixel).
@@ -313,10 +254,15 @@ def support_mask(
     px = np.asarray(pixels, dtype=np.float64)
     if faces is not None and np.asarray(faces).size:
         tri = px[np.asarray(faces, dtype=np.int64)]  # (F, 3, 2)
-        edges = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max(axis=1)
+        x, y = tri[..., 0], tri[..., 1]
+
+        def edge(i: int, j: int) -> np.ndarray:
+            dx, dy = x[:, i] - x[:, j], y[:, i] - y[:, j]
+            return np.sqrt(dx * dx + dy * dy)
+
+        edges = np.maximum(np.maximum(edge(0, 2), edge(1, 0)), edge(2, 1))
         limit = 8.0 * max(float(np.median(edges)), 1.0)
-        covered, _ = rasterize_triangles(tri[edges <= limit], shape)
-        return covered
+        return coverage_mask(tri[edges <= limit], shape, max_bbox_px=4096)
     mask = np.zeros((h, w), dtype=bool)
     if len(px) == 0:
         return mask

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from .errors import ScanFormatError
+from .formats._raster import interpolate_corners, rasterize_triangles
 from .pose import ibug68_name
 from .scan import FaceScan
-from .surface import rasterize_triangles
 
 __all__ = [
     "EXPRESSIONS",
@@ -434,7 +434,10 @@ def _bake_texture(
     """Paint a (size, size, 3) texture: each texel is coloured from the 3-D point it maps to."""
     tri = uv[faces] * size - 0.5  # pixel centres at integers, v down
     attrs = np.concatenate([vertices, normals], axis=1)  # (N, 6)
-    covered, per_texel = rasterize_triangles(tri, (size, size), values=attrs[faces])
+    corner_attrs = attrs[faces]  # (F, 3, 6); where UV triangles overlap, the largest x wins
+    tri_id, bary = rasterize_triangles(tri, (size, size), corner_attrs[..., 0], max_bbox_px=4096)
+    covered = tri_id >= 0
+    per_texel = interpolate_corners(tri_id, bary, corner_attrs)
     tex = np.zeros((size, size, 3), dtype=np.uint8)
     pts = per_texel[covered]
     n = pts[:, 3:]

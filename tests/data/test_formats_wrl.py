@@ -296,6 +296,33 @@ def test_bad_wrl(tmp_path: Path, body: str, problem: str) -> None:
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("fmt", ["%.9g", "%.6f", "%.1f", "%g", "%.3e", "%.15g", "%.17g", "%+.4f"])
+def test_number_lists_parse_like_plain_conversion(fmt: str) -> None:
+    from afnetm_timm.data.formats.wrl import _Raw
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 100, 3000), rng.uniform(0, 1, 1000), rng.normal(0, 1e-5, 20), [0.0, -0.0]])
+    text = " ".join(fmt % x + ("," if i % 3 == 2 else "") + ("\n" if i % 7 == 0 else "") for i, x in enumerate(values))
+    got = _Raw(text).array(np.float64, None, "x")
+    want = np.array(text.replace(",", " ").split(), dtype=np.float64)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))  # -0.0 stays -0.0
+    ints = " ".join(f"{i} {i + 1} {i + 2} -1," for i in range(0, 3000, 3))
+    np.testing.assert_array_equal(_Raw(ints).array(np.int64, None, "x"), np.array(ints.replace(",", " ").split(), dtype=np.int64))
+
+
+@pytest.mark.parametrize(
+    ("text", "dtype"),
+    [("1 2 +", np.int64), ("1 2-3", np.int64), ("1.5 2", np.int64), ("1 99999999999999999999", np.int64),
+     ("1.2.3 4", np.float64), ("1 - 2", np.float64), ("1e 2", np.float64), (". 1", np.float64), ("1 2e5e5", np.float64)],
+)
+def test_malformed_number_lists_still_fail(text: str, dtype: type) -> None:
+    from afnetm_timm.data.formats.wrl import _Raw
+
+    with pytest.raises(ScanFormatError, match="not a list of numbers"):
+        _Raw(text).array(dtype, None, "x")
+
+
 def test_not_vrml2(tmp_path: Path) -> None:
     path = _wrl(tmp_path, "Separator { }", header="#VRML V1.0 ascii\n")
     with pytest.raises(ScanFormatError, match="not a VRML 2.0"):

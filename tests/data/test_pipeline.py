@@ -11,10 +11,10 @@ import pytest
 from scipy import ndimage
 
 from afnetm_timm.data.errors import ScanFormatError
+from afnetm_timm.data.formats import interpolate_corners, rasterize_triangles
 from afnetm_timm.data.masks import MaskConfig
 from afnetm_timm.data.pipeline import PreprocessedSample, preprocess_scan, sample_colors
 from afnetm_timm.data.pose import RigidTransform, ibug68_name, transform_scan
-from afnetm_timm.data.surface import rasterize_triangles
 from afnetm_timm.data.synthetic import (
     EXPRESSIONS,
     face_scan_from_morphable_model,
@@ -220,7 +220,8 @@ def test_sfm_depth_matches_a_zbuffer_rendering(sfm_path: Path) -> None:
     tf = RigidTransform(np.array(s.info["pose"]["rotation"]), np.array(s.info["pose"]["translation_mm"]))
     v = tf.apply(scan.vertices)
     px = s.grid.to_pixels(v)
-    covered, zbuf = rasterize_triangles(px[scan.faces], (224, 224), values=v[scan.faces, 2])
+    tri_id, bary = rasterize_triangles(px[scan.faces], (224, 224), v[scan.faces, 2])
+    covered, zbuf = tri_id >= 0, interpolate_corners(tri_id, bary, v[scan.faces, 2], fill=np.nan)
     inner = ndimage.binary_erosion(covered & s.foreground, iterations=3)
     diff = np.abs(s.depth_mm - zbuf)[inner]
     assert inner.sum() > 20000

@@ -181,6 +181,27 @@ def test_nose_tip_ignores_a_spike(face) -> None:
     assert np.linalg.norm(find_nose_tip(v, guess=tip, radius=15.0) - tip) < 1e-9
 
 
+def _nose_tip_reference(points: np.ndarray, guess: np.ndarray | None = None, radius: float = 15.0) -> np.ndarray:
+    """find_nose_tip by its definition: every candidate's 4 mm median height, the first maximum."""
+    xy, z = points[:, :2], points[:, 2]
+    centre = np.median(xy, axis=0) if guess is None else guess[:2]
+    limit = 0.35 * float(np.max(np.ptp(xy, axis=0))) if guess is None else radius
+    cand = np.nonzero(np.linalg.norm(xy - centre, axis=1) <= limit)[0]
+    smooth = [np.median(z[np.linalg.norm(xy - xy[c], axis=1) <= 4.0]) for c in cand]
+    return points[cand[int(np.argmax(smooth))]]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nose_tip_matches_its_definition(face, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    v = face.vertices[rng.choice(len(face.vertices), 1500, replace=False)]
+    grid = np.round(v * 0.5) * 2.0  # many equal heights and distances: ties must resolve alike
+    for pts in (v, grid):
+        np.testing.assert_array_equal(find_nose_tip(pts), _nose_tip_reference(pts))
+        guess = pts[int(np.argmax(pts[:, 2]))] + [3.0, -2.0, 0.0]
+        np.testing.assert_array_equal(find_nose_tip(pts, guess=guess), _nose_tip_reference(pts, guess))
+
+
 def test_crop_sphere(face) -> None:
     tip = face.landmarks[ibug68_name(30)]
     for radius in (40.0, 90.0):

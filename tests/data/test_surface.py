@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from afnetm_timm.data.formats import coverage_mask, interpolate_corners, rasterize_triangles
 from afnetm_timm.data.surface import (
     clean_scan,
     denoise_depth,
     fill_holes,
     knn_outlier_mask,
-    rasterize_triangles,
     small_component_mask,
     spike_mask,
     subset_scan,
@@ -85,6 +85,23 @@ def test_clean_scan_reports_counts(face) -> None:
     cleaned.validate()
 
 
+def test_clean_scan_equals_step_by_step_subsets(face) -> None:
+    rng = np.random.default_rng(3)
+    v = face.vertices.copy()
+    v[rng.choice(len(v), 25, replace=False), 2] += rng.normal(0.0, 8.0, 25)
+    from dataclasses import replace
+
+    noisy = replace(face, vertices=np.concatenate([v, [[0.0, 0.0, 250.0]]]))
+    cleaned, report = clean_scan(noisy)
+    ref = subset_scan(noisy, knn_outlier_mask(noisy.vertices))  # one subset per step, as defined
+    ref = subset_scan(ref, spike_mask(ref.vertices))
+    ref = subset_scan(ref, small_component_mask(ref.vertices, ref.faces))
+    np.testing.assert_array_equal(cleaned.vertices, ref.vertices)
+    np.testing.assert_array_equal(cleaned.faces, ref.faces)
+    np.testing.assert_array_equal(cleaned.corner_uv, ref.corner_uv)
+    assert report.total_removed == len(noisy.vertices) - len(ref.vertices) > 1
+
+
 def test_subset_scan_remaps_faces(face) -> None:
     keep = face.vertices[:, 0] < 0
     sub = subset_scan(face, keep)
@@ -138,22 +155,69 @@ def test_denoise_depth() -> None:
 
 def test_rasterize_triangles_area_and_zbuffer() -> None:
     tri = np.array([[[2.0, 2.0], [30.0, 2.0], [2.0, 30.0]]])
-    cov, _ = rasterize_triangles(tri, (40, 40))
+    cov = coverage_mask(tri, (40, 40))
     assert int(cov.sum()) == 29 * 30 // 2  # pixel centres inside or on the edges
     assert cov[5, 5] and not cov[25, 25]
     # two overlapping squares (two triangles each) at z = 1 and z = 5: the larger z wins
     sq = np.array([[[0, 0], [20, 0], [20, 20]], [[0, 0], [20, 20], [0, 20]]], dtype=float)
     tris = np.concatenate([sq, sq + 10])
     vals = np.array([[1.0] * 3, [1.0] * 3, [5.0] * 3, [5.0] * 3])
-    cov, img = rasterize_triangles(tris, (40, 40), values=vals)
+    tri_id, bary = rasterize_triangles(tris, (40, 40), vals)
+    img = interpolate_corners(tri_id, bary, vals, fill=np.nan)
     assert img[15, 15] == pytest.approx(5.0) and img[5, 5] == pytest.approx(1.0) and np.isnan(img[35, 2])
+    np.testing.assert_array_equal(coverage_mask(tris, (40, 40)), tri_id >= 0)
     # linear interpolation of a plane is exact; several channels at once
     plane = lambda p: 0.5 * p[..., 0] - 0.25 * p[..., 1]  # noqa: E731
     v3 = np.stack([plane(tris), 2 * plane(tris)], axis=-1)
-    cov, img = rasterize_triangles(tris, (40, 40), values=v3)
-    rr, cc = np.nonzero(cov)
+    img = interpolate_corners(tri_id, bary, v3)
+    rr, cc = np.nonzero(tri_id >= 0)
     np.testing.assert_allclose(img[rr, cc, 0], 0.5 * cc - 0.25 * rr, atol=1e-9)
     np.testing.assert_allclose(img[rr, cc, 1], 2 * img[rr, cc, 0], atol=1e-9)
+
+
+def _reference_raster(tri: np.ndarray, shape: tuple[int, int], depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Node by node, triangle by triangle: the definition the vectorised rasteriser implements."""
+    tri_id = np.full(shape, -1)
+    best = np.full(shape, -np.inf)
+    for t, (p, d) in enumerate(zip(tri, depth, strict=True)):
+        (x0, y0), (x1, y1), (x2, y2) = p
+        den = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if abs(den) <= 1e-12:
+            continue
+        for r in range(shape[0]):
+            for c in range(shape[1]):
+                l1 = ((c - x0) * (y2 - y0) - (x2 - x0) * (r - y0)) / den
+                l2 = ((x1 - x0) * (r - y0) - (c - x0) * (y1 - y0)) / den
+                l0 = 1.0 - l1 - l2
+                if min(l0, l1, l2) >= -1e-9:
+                    z = l0 * d[0] + l1 * d[1] + l2 * d[2]
+                    if z > best[r, c] + 1e-9:
+                        best[r, c], tri_id[r, c] = z, t
+    return tri_id, best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rasterizer_matches_a_direct_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (13, 17)
+    tri = rng.uniform(-3.0, 19.0, (16, 3, 2))  # large: the general path
+    tri[8:] = rng.uniform(0.0, 3.5, (8, 3, 2)) + rng.uniform(-1.0, 15.0, (8, 1, 2))  # small: the fast path
+    tri[::3] = np.round(tri[::3])  # corners on nodes: nodes on edges count as covered
+    tri[7, 2] = tri[7, 0]  # degenerate: covers nothing
+    tri[10, 2] = tri[10, 1]
+    depth = rng.normal(size=(16, 3))
+    ref_id, ref_z = _reference_raster(tri, shape, depth)
+    tri_id, bary = rasterize_triangles(tri, shape, depth)
+    np.testing.assert_array_equal(tri_id >= 0, ref_id >= 0)
+    np.testing.assert_array_equal(coverage_mask(tri, shape), ref_id >= 0)
+    hit = ref_id >= 0
+    np.testing.assert_array_equal(tri_id[hit], ref_id[hit])  # random depths: no ties
+    np.testing.assert_allclose(interpolate_corners(tri_id, bary, depth)[hit], ref_z[hit], atol=1e-9)
+    np.testing.assert_allclose(bary.sum(axis=2)[hit], 1.0, atol=1e-12)
+    # chunking and the bounding-box limit
+    np.testing.assert_array_equal(rasterize_triangles(tri, shape, depth, chunk=5)[0], tri_id)
+    big = coverage_mask(tri, shape, max_bbox_px=20)
+    assert not (big & ~(tri_id >= 0)).any() and big.sum() < (tri_id >= 0).sum()
 
 
 def test_support_mask_mesh_and_points(face) -> None:

@@ -4,7 +4,7 @@
 Every reader returns a validated `FaceScan`; every problem with an input raises `ScanFormatError`
 naming the file and the problem.
 """
-from ._raster import interpolate_corners, rasterize_triangles
+from ._raster import coverage_mask, interpolate_corners, rasterize_triangles
 from .bnt import (
     BNT_STEP_MM,
     BNT_ZMIN,
@@ -49,7 +49,8 @@ from .wrl import WrlShape, format_wrl, parse_wrl, read_bu3dfe, read_wrl, write_b
 __all__ = [
     "BNT_STEP_MM", "BNT_ZMIN", "BOSPHORUS_GROUPS", "BOSPHORUS_LABELS", "BU3DFE83_GROUPS", "IBUG68_GROUPS",
     "IBUG68_TO_BOSPHORUS", "MESH_SUFFIXES", "SCAN_SUFFIXES", "BntGrid", "bnt_mesh", "canonical_bosphorus_label",
-    "detect_scheme", "encode_bnt", "find_landmark_file", "interpolate_corners", "rasterize_triangles", "format_wrl", "group_names", "ibug68_to_bosphorus",
+    "coverage_mask", "detect_scheme", "encode_bnt", "find_landmark_file", "format_wrl", "group_names",
+    "ibug68_to_bosphorus", "interpolate_corners", "rasterize_triangles",
     "landmark_name", "load_landmarks", "parse_bnd", "parse_bnt", "parse_bosphorus_name", "parse_bu3dfe_name",
     "parse_lm2", "parse_lm3", "parse_scan_name", "parse_wrl", "rasterize_scan", "read_bnd", "read_bnt",
     "read_bosphorus", "read_bu3dfe", "read_lm2", "read_lm3", "read_mesh", "read_scan", "read_wrl", "scheme_names",

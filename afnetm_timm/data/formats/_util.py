@@ -116,10 +116,11 @@ def finish_scan(scan: FaceScan) -> FaceScan:
     f = np.asarray(scan.faces)
     if f.size == 0:
         raise ScanFormatError(where, "the scan has no triangles (empty or degenerate mesh)")
-    tri = v[f]
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
     with np.errstate(all="ignore"):  # huge but finite coordinates may overflow; that is not degenerate
-        area2 = np.abs(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])).max(axis=1)
-    if not np.any((area2 > 0) | ~np.isfinite(area2)):
+        cross = np.cross(b - a, c - a)
+    # some triangle with a non-zero (or non-finite) cross product component
+    if not np.any(cross != 0):
         raise ScanFormatError(where, f"all {f.shape[0]} triangles have zero area (degenerate mesh)")
     return scan
 

@@ -34,7 +34,8 @@ from .landmarks import bnd_landmarks, detect_scheme, read_bnd, scheme_names, wri
 from .names import parse_bu3dfe_name
 
 _MAX_DEPTH = 64
-_STRIP = re.compile(r'"(?:[^"\\]|\\.)*"|#[^\n\r]*')
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_EOL = re.compile(r"[\n\r]")
 _TOKEN = re.compile(r'[\s,]*(?:("(?:[^"\\]|\\.)*")|([{}\[\]])|([^\s,{}\[\]"#]+))')
 _MAX_VISITS = 100_000
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
@@ -55,6 +56,9 @@ class _Raw:
     text: str
 
     def array(self, dtype: type, where: Path | None, what: str) -> np.ndarray:
+        fast = _fast_int_list(self.text) if dtype is np.int64 else _fast_float_list(self.text)
+        if fast is not None:
+            return fast
         toks = self.text.replace(",", " ").split()
         try:
             return np.array(toks, dtype=dtype) if toks else np.zeros(0, dtype=dtype)
@@ -62,10 +66,144 @@ class _Raw:
             raise ScanFormatError(where, f"{what}: not a list of numbers ({exc})") from exc
 
 
+_INT_CHARS = b"0123456789+-, \t\n\x0b\x0c\r"  # digits, signs and the separators numpy also skips
+_INT_LIMIT = 10**18  # larger magnitudes may have overflowed: the slow path reports them
+
+
+def _fast_int_list(text: str) -> np.ndarray | None:
+    """Integers of a list like ``0 1 2 -1, 3 4 5 -1`` in one pass, or None unless every token is a
+    plain ``[+-]?digits`` integer below 1e18 in magnitude (the slow path then reports the problem)."""
+    if not text.isascii():
+        return None
+    raw = text.encode("ascii")
+    if raw.translate(None, _INT_CHARS):  # some other character
+        return None
+    if not raw.strip(b", \t\n\x0b\x0c\r"):
+        return np.zeros(0, dtype=np.int64)
+    arr = np.frombuffer(raw, dtype=np.uint8)
+    signs = np.flatnonzero((arr == 43) | (arr == 45))
+    if signs.size:  # a sign must start a token and precede a digit
+        before = arr[np.maximum(signs - 1, 0)]
+        after = arr[np.minimum(signs + 1, arr.size - 1)]
+        starts = (signs == 0) | (before == 32) | (before == 44) | ((before >= 9) & (before <= 13))
+        if not np.all(starts & (signs + 1 < arr.size) & (after >= 48) & (after <= 57)):
+            return None
+    out = np.fromstring(raw.replace(b",", b" "), dtype=np.int64, sep=" ")  # grammar checked above
+    if out.size and np.any((out >= _INT_LIMIT) | (out <= -_INT_LIMIT)):
+        return None
+    return out
+
+
+_FLOAT_CHARS = _INT_CHARS + b".eE"
+_POW10 = np.array([float(10**k) for k in range(23)])  # exact as doubles
+
+
+def _fast_float_list(text: str) -> np.ndarray | None:
+    """Floats of a list like ``-41.25 3.5e-05 0.125,`` or None when it holds anything unusual
+    (the slow path then parses it or reports the problem).
+
+    Plain decimals are read as integers without the dot (one pass of numpy's integer parser) and
+    divided by a power of ten: below 2**53 and 10**22 both are exact doubles, so the one
+    correctly rounded division gives the same bits as ``float(token)``. The rare tokens with an
+    exponent go through ``float``.
+    """
+    if not text.isascii():
+        return None
+    raw = text.encode("ascii")
+    if raw.translate(None, _FLOAT_CHARS):
+        return None
+    buf = bytearray(raw.replace(b",", b" "))
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    sep = np.empty(arr.size + 2, dtype=bool)
+    sep[0] = sep[-1] = True
+    np.less_equal(arr, 32, out=sep[1:-1])  # only whitespace is below '+' here
+    change = np.flatnonzero(sep[1:] != sep[:-1])
+    starts, ends = change[::2], change[1::2]  # token k is buf[starts[k]:ends[k]]
+    if starts.size == 0:
+        return np.zeros(0)
+    special = {}
+    if b"e" in buf or b"E" in buf:  # a few tokens: float() them, leave a plain 0 in their place
+        epos = np.flatnonzero((arr == 101) | (arr == 69))
+        if 16 * epos.size > starts.size:  # not a few: the slow path is faster
+            return None
+        for t in np.unique(np.searchsorted(starts, epos, side="right") - 1).tolist():
+            a, b = int(starts[t]), int(ends[t])
+            try:
+                special[t] = float(bytes(buf[a:b]))
+            except ValueError:
+                return None
+            buf[a:b] = b"0" + b" " * (b - a - 1)
+        arr = np.frombuffer(buf, dtype=np.uint8)
+    padded = np.append(arr, 32)
+
+    def digit(pos: np.ndarray) -> np.ndarray:
+        c = padded[pos]
+        return (c >= 48) & (c <= 57)
+
+    signs = np.flatnonzero((arr == 43) | (arr == 45))  # only at a token start, before a digit or '.'
+    if signs.size and not np.all(
+        (starts[np.searchsorted(starts, signs, side="right") - 1] == signs) & (digit(signs + 1) | (padded[signs + 1] == 46))
+    ):
+        return None
+    dots = np.flatnonzero(arr == 46)
+    dot_tok = np.searchsorted(starts, dots, side="right") - 1
+    if dots.size and (np.any(np.diff(dot_tok) <= 0) or not np.all(digit(dots + 1) | digit(dots - 1))):
+        return None  # two dots in a token, or a dot without a digit beside it
+    mant = np.fromstring(bytes(buf).translate(None, b".+-"), dtype=np.int64, sep=" ")
+    frac = np.zeros(starts.size, dtype=np.int64)
+    frac[dot_tok] = ends[dot_tok] - dots - 1
+    # exact operands only (an overflowing integer reads as the int64 maximum, caught here too)
+    if mant.size != starts.size or np.any(mant >= 2**53) or np.any(frac >= _POW10.size):
+        return None
+    first = arr[starts]
+    out = mant.astype(np.float64) / _POW10[frac]
+    np.negative(out, out=out, where=first == 45)
+    for t, value in special.items():
+        out[t] = value
+    return out
+
+
+# ASCII characters allowed in a plain number list (those not matched by _NON_NUMERIC_BODY)
+_NUMERIC_ASCII = bytes(c for c in range(128) if _NON_NUMERIC_BODY.match(chr(c)) is None)
+
+
+def _is_numeric_body(body: str) -> bool:
+    """True when ``body`` holds number characters, commas and whitespace only."""
+    if body.isascii():
+        return not body.encode("ascii").translate(None, _NUMERIC_ASCII)
+    return _NON_NUMERIC_BODY.search(body) is None
+
+
+def _strip_comments(text: str) -> str:
+    """``text`` with every ``#`` comment replaced by a space; quoted strings (which may hold ``#``) kept."""
+    nq, nh = text.find('"'), text.find("#")
+    if nh < 0:
+        return text
+    parts: list[str] = []
+    pos = 0
+    while nh >= 0:
+        if 0 <= nq < nh:
+            m = _STRING.match(text, nq)
+            end = m.end() if m is not None else nq + 1  # unterminated: the lexer reports it later
+            nq = text.find('"', end)
+            if nh < end:
+                nh = text.find("#", end)
+            continue
+        eol = _EOL.search(text, nh)
+        end = eol.start() if eol is not None else len(text)
+        parts += [text[pos:nh], " "]
+        pos = end
+        nh = text.find("#", end)
+        if 0 <= nq < end:
+            nq = text.find('"', end)
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
 class _Parser:
     def __init__(self, text: str, where: Path | None) -> None:
         self.where = where
-        self.text = _STRIP.sub(lambda m: m.group(0) if m.group(0)[0] == '"' else " ", text)
+        self.text = _strip_comments(text)
         self.pos = 0
         self.defs: dict[str, _Node | None] = {}
 
@@ -187,7 +325,7 @@ class _Parser:
         if close < 0:
             raise self._fail("'[' without a matching ']'")
         body = self.text[body_start:close]
-        if not _NON_NUMERIC_BODY.search(body):
+        if _is_numeric_body(body):
             self.pos = close + 1
             return _Raw(body)
         self.pos = body_start
