@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--sfm", type=Path, default=SFM, help="Surrey Face Model .npz (default: ../shared)")
     parser.add_argument("--single", type=int, default=0, help="also time K scans one by one in this process")
+    parser.add_argument("--out", type=Path, default=RESULTS / "preprocess.json", help="results file")
     args = parser.parse_args()
     if not args.sfm.is_file():
         sys.exit(f"morphable model not found: {args.sfm}")
@@ -89,10 +90,10 @@ def main() -> None:
         "worker_step_ms_median": steps,
         "single_process": single,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp_path = RESULTS / "preprocess.json.tmp"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = args.out.with_name(args.out.name + ".tmp")
     tmp_path.write_text(json.dumps(result, indent=2))
-    tmp_path.replace(RESULTS / "preprocess.json")
+    tmp_path.replace(args.out)
     keys = ("settings", "scans_per_second", "projected_seconds_for_2500_scans", "worker_cpu_ms_per_scan",
             "projected_seconds_for_2500_scans_idle", "single_process")
     print(json.dumps({k: result[k] for k in keys}))
