@@ -315,6 +315,17 @@ def test_model_card_without_results_or_with_synthetic_results(small, tmp_path) -
     assert "*synthetic* (not a benchmark result)" in card and "measured by us" not in card
 
 
+def test_export_keeps_the_results_of_its_own_architecture(small, tmp_path) -> None:
+    """`afnetm protocol` writes one result per variant; the export keeps the checkpoint's own."""
+    arch = "afnet_m"  # the small fixture's checkpoint
+    results = {"results": [_result(model="afnet_m_s1", accuracy={"mean": 11.0, "std": 1.0}),
+                           _result(model=arch), _result(model="afnet_m_2d", accuracy={"mean": 22.0, "std": 1.0})]}
+    export = export_checkpoint(small["ckpt"], tmp_path / "mixed", results=results)
+    assert [r.model for r in export.results] == [arch]
+    with pytest.raises(ResultsFormatError, match="none measured on"):
+        export_checkpoint(small["ckpt"], tmp_path / "other", results=[_result(model="afnet_m_s1")])
+
+
 def test_export_is_atomic(small, tmp_path, monkeypatch) -> None:
     out = tmp_path / "out"
     out.mkdir()

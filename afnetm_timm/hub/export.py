@@ -233,9 +233,12 @@ def export_checkpoint(
         names = model.pretrained_cfg.get("label_names")
         label_names = list(names) if names is not None and len(names) == model.num_classes else None
     measured = _as_results(results, label_names)
-    for r in measured:
-        if r.model is not None and r.model != ckpt.architecture:
-            raise ResultsFormatError(f"results: measured on {r.model!r}, but the checkpoint is {ckpt.architecture!r}")
+    # a protocol's results.json holds one entry per variant: keep this checkpoint's (and entries naming no model)
+    own = [r for r in measured if r.model is None or r.model == ckpt.architecture]
+    if measured and not own:
+        raise ResultsFormatError(f"results: none measured on {ckpt.architecture!r} (they cover "
+                                 f"{sorted({str(r.model) for r in measured})})")
+    measured = own
     meta = dict(ckpt.metadata)
     if preprocessing is None:
         recorded = [r.preprocessing for r in measured if r.preprocessing]
