@@ -395,7 +395,8 @@ def train_model(
         from ..hub import save_checkpoint
 
         save_checkpoint(model, run_path / MODEL_FILE, metadata={
-            "dataset": train.dataset, "samples": len(train), "subjects": len(train.subject_ids),
+            "dataset": train.dataset, "synthetic": train.dataset == "synthetic", "samples": len(train),
+            "subjects": len(train.subject_ids),
             "training": cfg.as_dict(), "history": history, **dict(metadata or {}),
         })
     dist.barrier()

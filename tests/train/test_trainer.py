@@ -60,7 +60,7 @@ def test_resume_after_interruption_loses_nothing(synthetic_data, tmp_path: Path,
 
     # the final checkpoint rebuilds the trained model
     ckpt = load_checkpoint(run / "model.safetensors")
-    assert ckpt.architecture == "afnet_m" and ckpt.metadata["dataset"] == "synthetic"
+    assert ckpt.architecture == "afnet_m" and ckpt.metadata["dataset"] == "synthetic" and ckpt.metadata["synthetic"]
     assert ckpt.metadata["training"]["epochs"] == 3
     rebuilt = ckpt.create_model().eval()
     np.testing.assert_allclose(evaluate(rebuilt, data).probabilities, evaluate(resumed.model, data).probabilities,
