@@ -79,3 +79,37 @@ def test_torchrun_ddp_training(synthetic_cache: Path, tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout and (run / "model.safetensors").is_file()
+
+
+def test_protocol_on_a_bu3dfe_format_cache(tmp_path: Path, capsys, one_thread) -> None:
+    """BU-3DFE-named .wrl scans -> afnetm preprocess bu3dfe -> afnetm protocol --dataset bu3dfe."""
+    from afnetm_timm.data.formats import write_bu3dfe
+    from afnetm_timm.data.synthetic_dataset import synthetic_scan
+    from afnetm_timm.packing import EXPRESSION_CODES, EXPRESSION_NAMES
+
+    src = tmp_path / "BU-3DFE"
+    subjects = ("F0001", "M0002", "F0003", "M0004")
+    for number, subject in enumerate(subjects):
+        (src / subject).mkdir(parents=True)
+        for name, code in zip(EXPRESSION_NAMES, EXPRESSION_CODES, strict=True):
+            for level in ((2, 3, 4) if number == 0 else (3, 4)):
+                scan = synthetic_scan(number, name, level, n_points=1500, texture_size=64)
+                write_bu3dfe(scan, src / subject, f"{subject}_{code}{level:02d}WH_F3D")
+    cache = tmp_path / "cache"
+    assert main(["preprocess", "bu3dfe", str(src), str(cache), "--size", "64", "--jobs", "2", "--no-progress"]) == 0
+    out = tmp_path / "protocol"
+    assert main(["protocol", "--dataset", "bu3dfe", "--data", str(cache), "--out", str(out), "--subjects", "4",
+                 "--variants", "afnet_m_2d_no_ma", "--n-folds", "2", "--repetitions", "1", "--epochs", "1",
+                 "--no-pretrained-backbone", *FAST]) == 0
+    detail = json.loads((out / "protocol.json").read_text())
+    assert detail["dataset"] == "bu3dfe" and detail["synthetic"] is False
+    assert detail["samples"] == 4 * 6 * 2 and detail["intensities"] == [3, 4]  # level 2 left out by default
+    assert detail["subjects"] == sorted(subjects)
+    [result] = json.loads((out / "results.json").read_text())["results"]
+    assert result["dataset"] == "BU-3DFE" and result["subjects"] == 4 and result["synthetic"] is False
+    assert "# BU-3DFE: subject-independent 2-fold" in (out / "table.md").read_text()
+    assert "| afnet_m_2d_no_ma | 2D | - | - |" in capsys.readouterr().out
+    # --subjects more than the data has: a clear error, exit 1
+    assert main(["protocol", "--dataset", "bu3dfe", "--data", str(cache), "--out", str(tmp_path / "p2"),
+                 "--subjects", "60", "--no-progress"]) == 1
+    assert "cannot select 60 subjects: the data has 4" in capsys.readouterr().err
