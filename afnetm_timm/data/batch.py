@@ -119,6 +119,15 @@ def preprocess_one(path: Path, src_dir: Path, out_dir: Path, size: int, previews
         "size": size,
         "preprocessing": sample.info,
     }
+    write_cached_sample(out_dir, sid, sample, meta, previews)
+    return str(path), "done", ""
+
+
+def write_cached_sample(out_dir: Path, sid: str, sample, meta: dict[str, Any], previews: bool = False) -> None:
+    """Write one preprocessed sample into the cache: ``samples/<sid>.npz`` (+ preview), then ``<sid>.json``.
+
+    Each file is written atomically, the metadata last: a sample counts as cached only once both exist.
+    """
     arrays = {
         "texture": sample.texture,
         "depth": np.ascontiguousarray(sample.depth[..., 0]) if sample.depth.ndim == 3 else sample.depth,
@@ -126,12 +135,11 @@ def preprocess_one(path: Path, src_dir: Path, out_dir: Path, size: int, previews
         "mask_56": sample.mask_56.astype(np.float16),
         "mask_28": sample.mask_28.astype(np.float16),
     }
-    _atomic_write_bytes(npz_path, lambda h: np.savez(h, **arrays))
+    samples = Path(out_dir) / "samples"
+    _atomic_write_bytes(samples / f"{sid}.npz", lambda h: np.savez(h, **arrays))
     if previews:
-        _write_preview(out_dir / "previews" / f"{sid}.png", sample)
-    # the metadata last: a sample counts as cached only once both files exist
-    _atomic_write_bytes(meta_path, lambda h: h.write(json.dumps(meta, default=_json_default).encode()))
-    return str(path), "done", ""
+        _write_preview(Path(out_dir) / "previews" / f"{sid}.png", sample)
+    _atomic_write_bytes(samples / f"{sid}.json", lambda h: h.write(json.dumps(meta, default=_json_default).encode()))
 
 
 def _write_preview(path: Path, sample) -> None:

@@ -15,7 +15,6 @@ what, never accuracy on real faces.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..packing import EXPRESSION_CODES, EXPRESSION_NAMES
-from .batch import _atomic_write_bytes, _json_default, _write_preview, write_index
+from .batch import write_cached_sample, write_index
 from .pipeline import preprocess_scan
 from .scan import FaceScan
 from .synthetic import face_scan_from_morphable_model, synthetic_face_scan
@@ -126,17 +125,7 @@ def _make_one(sid: str, subject: int, expression: str, level: int, out_dir: Path
         "synthetic": {k: scan.metadata[k] for k in ("strength", "pose_degrees")},
         "preprocessing": sample.info,
     }
-    arrays = {
-        "texture": sample.texture,
-        "depth": np.ascontiguousarray(sample.depth[..., 0]) if sample.depth.ndim == 3 else sample.depth,
-        "mask": sample.mask.astype(np.float16),
-        "mask_56": sample.mask_56.astype(np.float16),
-        "mask_28": sample.mask_28.astype(np.float16),
-    }
-    _atomic_write_bytes(npz_path, lambda h: np.savez(h, **arrays))
-    if previews:
-        _write_preview(out_dir / "previews" / f"{sid}.png", sample)
-    _atomic_write_bytes(meta_path, lambda h: h.write(json.dumps(meta, default=_json_default).encode()))
+    write_cached_sample(out_dir, sid, sample, meta, previews)
     return sid, "done", ""
 
 
