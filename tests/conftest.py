@@ -12,3 +12,13 @@ import torch  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's small models: faster at 64x64, and a busy 2-core machine punishes
+    oversubscription. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")`` or as an argument."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

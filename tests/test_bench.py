@@ -52,13 +52,7 @@ def tiny_config(**overrides) -> BenchConfig:
     return BenchConfig(**{**base, **overrides})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: tiny models gain nothing from two, and a busy 2-core machine punishes oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

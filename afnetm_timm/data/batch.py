@@ -47,6 +47,15 @@ class BatchReport:
     def ok(self) -> bool:
         return not self.failed
 
+    def record(self, item: str, status: str, reason: str = "") -> None:
+        """Count one item: status 'done', 'skipped' or 'failed' (with its reason)."""
+        if status == "done":
+            self.processed.append(item)
+        elif status == "skipped":
+            self.skipped.append(item)
+        else:
+            self.failed[item] = reason
+
     def summary(self) -> str:
         total = len(self.processed) + len(self.skipped) + len(self.failed)
         rate = len(self.processed) / self.seconds if self.seconds > 0 else 0.0
@@ -217,12 +226,7 @@ def preprocess_folder(
         results = executor.map(preprocess_one, *zip(*args, strict=True), chunksize=1) if args else iter(())
     try:
         for path, status, reason in results:
-            if status == "done":
-                report.processed.append(path)
-            elif status == "skipped":
-                report.skipped.append(path)
-            else:
-                report.failed[path] = reason
+            report.record(path, status, reason)
             bar.update()
     finally:
         bar.close()

@@ -16,6 +16,7 @@ what, never accuracy on real faces.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -25,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from ..packing import EXPRESSION_CODES, EXPRESSION_NAMES
-from .batch import write_cached_sample, write_index
+from .batch import BatchReport, write_cached_sample, write_index
 from .pipeline import preprocess_scan
 from .scan import FaceScan
 from .synthetic import face_scan_from_morphable_model, synthetic_face_scan
 
-__all__ = ["INTENSITY_LEVELS", "SyntheticReport", "build_synthetic_dataset", "synthetic_scan"]
+__all__ = ["INTENSITY_LEVELS", "build_synthetic_dataset", "synthetic_scan"]
 
 #: BU-3DFE-like intensity levels -> strength of the procedural expression.
 INTENSITY_LEVELS: dict[int, float] = {1: 0.4, 2: 0.7, 3: 1.0, 4: 1.3}
@@ -85,23 +86,6 @@ def synthetic_scan(
                    metadata=metadata)
 
 
-class SyntheticReport:
-    """Counts of a `build_synthetic_dataset` run."""
-
-    def __init__(self) -> None:
-        self.made: list[str] = []
-        self.skipped: list[str] = []
-        self.failed: dict[str, str] = {}
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def summary(self) -> str:
-        text = f"{len(self.made)} made, {len(self.skipped)} already cached, {len(self.failed)} failed"
-        return text + "".join(f"\n  FAILED {sid}: {reason}" for sid, reason in self.failed.items())
-
-
 def _make_one(sid: str, subject: int, expression: str, level: int, out_dir: Path, size: int, previews: bool,
               options: dict[str, Any]) -> tuple[str, str, str]:
     samples = out_dir / "samples"
@@ -147,7 +131,7 @@ def build_synthetic_dataset(
     jobs: int | None = None,
     previews: bool = False,
     progress: bool = True,
-) -> SyntheticReport:
+) -> BatchReport:
     """Write ``subjects`` × 6 expressions × ``levels`` synthetic samples into the cache ``out_dir``.
 
     Resumable (cached samples are skipped) and atomic per sample, like ``afnetm preprocess``; the
@@ -172,7 +156,8 @@ def build_synthetic_dataset(
         for s in range(subjects) for name, code in zip(EXPRESSION_NAMES, EXPRESSION_CODES, strict=True)
         for level in levels
     ]
-    report = SyntheticReport()
+    report = BatchReport()
+    start = time.perf_counter()
     jobs = max(1, jobs or os.cpu_count() or 1)
     bar = tqdm(total=len(work), desc="synthesize", unit="scan", disable=not progress)
     chunks = [work[i:i + 6] for i in range(0, len(work), 6)]
@@ -181,13 +166,12 @@ def build_synthetic_dataset(
         results = executor.map(_make_many, chunks) if executor else map(_make_many, chunks)
         for chunk in results:
             for sid, status, reason in chunk:
-                {"done": report.made, "skipped": report.skipped}.get(status, []).append(sid)
-                if status == "failed":
-                    report.failed[sid] = reason
+                report.record(sid, status, reason)
                 bar.update()
     finally:
         bar.close()
         if executor is not None:
             executor.shutdown()
     write_index(out)
+    report.seconds = time.perf_counter() - start
     return report

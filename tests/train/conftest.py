@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from afnetm_timm.data.synthetic_dataset import build_synthetic_dataset
 from afnetm_timm.train.datasets import ExpressionData, load_expression_data
@@ -24,12 +23,3 @@ def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_data(synthetic_cache: Path) -> ExpressionData:
     return load_expression_data(synthetic_cache)
-
-
-@pytest.fixture
-def one_thread():
-    """Tests that train run single-threaded: faster and steadier on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -80,10 +80,10 @@ def test_synthetic_scan_is_deterministic_and_posed() -> None:
 def test_builder_resumes_and_rejects_bad_arguments(tmp_path: Path) -> None:
     first = build_synthetic_dataset(tmp_path, subjects=1, levels=(4,), size=64, n_points=800, texture_size=64,
                                     jobs=1, progress=False)
-    assert len(first.made) == 6 and first.ok
+    assert len(first.processed) == 6 and first.ok
     again = build_synthetic_dataset(tmp_path, subjects=1, levels=(4,), size=64, n_points=800, texture_size=64,
                                     jobs=1, progress=False)
-    assert len(again.skipped) == 6 and not again.made
+    assert len(again.skipped) == 6 and not again.processed
     with pytest.raises(ValueError, match="levels"):
         build_synthetic_dataset(tmp_path, subjects=1, levels=(5,))
     with pytest.raises(ValueError, match="no such file"):
@@ -120,7 +120,7 @@ SFM_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sfm
 def test_synthetic_faces_from_a_morphable_model(tmp_path: Path) -> None:
     report = build_synthetic_dataset(tmp_path, subjects=2, levels=(4,), size=64, texture_size=128,
                                      morphable_model=SFM_PATH, jobs=1, progress=False)
-    assert report.ok and len(report.made) == 12, report.summary()
+    assert report.ok and len(report.processed) == 12, report.summary()
     data = load_expression_data(tmp_path, intensities=(4,))
     assert data.class_counts() == {name: 2 for name in EXPRESSION_NAMES}
     assert read_index(tmp_path)[0]["source"] == "synthetic:morphable-model sfm_3448.npz"

@@ -19,13 +19,7 @@ SIZE = 64
 BRANCHES = {"afnet_m": {"texture", "depth"}, "afnet_m_2d": {"texture"}, "afnet_m_3d": {"depth"}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """64x64 inputs: one thread is fastest, and immune to oversubscription when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
