@@ -10,10 +10,11 @@ name with its reason and the others go on; the exit status is non-zero if any fa
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,26 @@ def _init_worker() -> None:
         controller.limit(limits=1)  # BLAS and OpenMP, for the life of the worker
 
 
+@contextlib.contextmanager
+def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``jobs`` worker processes, each pinned to one thread (`_init_worker`); submit work inside.
+
+    Workers are forked (the platform default) while OpenCV's thread pool is stopped in this process:
+    a child forked from a process whose OpenCV pool has run hangs on its first ``cv2.setNumThreads``
+    (seen in a test session). The pool forks all its workers at the first submission, so submit
+    everything (``map``) inside the ``with`` block; OpenCV's thread count is restored on exit.
+    """
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as executor:
+            yield executor
+    finally:
+        cv2.setNumThreads(previous)
+
+
 def preprocess_folder(
     dataset: str,
     src_dir: str | Path,
@@ -218,20 +239,18 @@ def preprocess_folder(
     start = time.perf_counter()
     args = [(p, src, out, size, previews, dict(options or {})) for p in scans]
     bar = tqdm(total=len(args), desc=f"preprocess {dataset}", unit="scan", disable=not progress)
-    if jobs == 1:
-        results: Iterable[tuple[str, str, str]] = (preprocess_one(*a) for a in args)
-        executor = None
-    else:
-        executor = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker)
-        results = executor.map(preprocess_one, *zip(*args, strict=True), chunksize=1) if args else iter(())
-    try:
-        for path, status, reason in results:
-            report.record(path, status, reason)
-            bar.update()
-    finally:
-        bar.close()
-        if executor is not None:
-            executor.shutdown()
+    with contextlib.ExitStack() as stack:
+        if jobs == 1 or len(args) < 2:
+            results: Iterable[tuple[str, str, str]] = (preprocess_one(*a) for a in args)
+        else:
+            executor = stack.enter_context(worker_pool(jobs))
+            results = executor.map(preprocess_one, *zip(*args, strict=True), chunksize=1)
+        try:
+            for path, status, reason in results:
+                report.record(path, status, reason)
+                bar.update()
+        finally:
+            bar.close()
     write_index(out)
     report.seconds = time.perf_counter() - start
     return report

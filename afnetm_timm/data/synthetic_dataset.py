@@ -15,10 +15,10 @@ what, never accuracy on real faces.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..packing import EXPRESSION_CODES, EXPRESSION_NAMES
-from .batch import BatchReport, write_cached_sample, write_index
+from .batch import BatchReport, worker_pool, write_cached_sample, write_index
 from .pipeline import preprocess_scan
 from .scan import FaceScan
 from .synthetic import face_scan_from_morphable_model, synthetic_face_scan
@@ -161,17 +161,18 @@ def build_synthetic_dataset(
     jobs = max(1, jobs or os.cpu_count() or 1)
     bar = tqdm(total=len(work), desc="synthesize", unit="scan", disable=not progress)
     chunks = [work[i:i + 6] for i in range(0, len(work), 6)]
-    executor = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(work) > 6 else None
-    try:
-        results = executor.map(_make_many, chunks) if executor else map(_make_many, chunks)
-        for chunk in results:
-            for sid, status, reason in chunk:
-                report.record(sid, status, reason)
-                bar.update()
-    finally:
-        bar.close()
-        if executor is not None:
-            executor.shutdown()
+    with contextlib.ExitStack() as stack:
+        if jobs > 1 and len(chunks) > 1:
+            results = stack.enter_context(worker_pool(jobs)).map(_make_many, chunks)
+        else:
+            results = map(_make_many, chunks)
+        try:
+            for chunk in results:
+                for sid, status, reason in chunk:
+                    report.record(sid, status, reason)
+                    bar.update()
+        finally:
+            bar.close()
     write_index(out)
     report.seconds = time.perf_counter() - start
     return report

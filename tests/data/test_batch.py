@@ -64,3 +64,17 @@ def test_bosphorus_folder_and_clean_exit(tmp_path) -> None:
 def test_missing_source_folder_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["preprocess", "meshes", str(tmp_path / "nope"), str(tmp_path / "out")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120, method="thread")  # a regression hangs: end the run with stacks
+def test_workers_start_after_opencv_threads_ran_here(bu3dfe_tree, tmp_path) -> None:
+    """A child forked while OpenCV's thread pool runs hangs in cv2.setNumThreads: the pool is stopped first."""
+    import cv2
+
+    threads = cv2.getNumThreads()
+    image = np.random.default_rng(0).random((1500, 1500)).astype(np.float32)
+    for _ in range(3):
+        cv2.GaussianBlur(image, (31, 31), 5)  # OpenCV's pool now runs in this process
+    report = preprocess_folder("bu3dfe", bu3dfe_tree, tmp_path / "cache", size=64, jobs=2, progress=False)
+    assert len(report.processed) == 2 and len(report.failed) == 1
+    assert cv2.getNumThreads() == threads  # restored
