@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,29 +229,43 @@ def preprocess_folder(
     paths: Iterable[Path] | None = None,
 ) -> BatchReport:
     """Preprocess every scan of ``dataset`` under ``src_dir`` into the cache at ``out_dir``."""
-    from tqdm.auto import tqdm
-
     src, out = Path(src_dir), Path(out_dir)
     scans = list(paths) if paths is not None else find_scans(dataset, src)
     (out / "samples").mkdir(parents=True, exist_ok=True)
+    args = [(p, src, out, size, previews, dict(options or {})) for p in scans]
+    return run_batch(preprocess_one, args, out, jobs=jobs, description=f"preprocess {dataset}", progress=progress)
+
+
+def run_batch(
+    function: Callable[..., tuple[str, str, str]],
+    work: Sequence[tuple],
+    out_dir: Path,
+    jobs: int | None = None,
+    description: str = "batch",
+    progress: bool = True,
+    chunksize: int = 1,
+) -> BatchReport:
+    """Call ``function(*item)`` → (name, 'done' | 'skipped' | 'failed', reason) for every item of ``work``
+    over ``jobs`` worker processes (default: all cores) with a progress bar, then rebuild the cache index."""
+    from tqdm.auto import tqdm
+
     jobs = max(1, jobs or os.cpu_count() or 1)
     report = BatchReport()
     start = time.perf_counter()
-    args = [(p, src, out, size, previews, dict(options or {})) for p in scans]
-    bar = tqdm(total=len(args), desc=f"preprocess {dataset}", unit="scan", disable=not progress)
+    bar = tqdm(total=len(work), desc=description, unit="scan", disable=not progress)
     with contextlib.ExitStack() as stack:
-        if jobs == 1 or len(args) < 2:
-            results: Iterable[tuple[str, str, str]] = (preprocess_one(*a) for a in args)
+        if jobs == 1 or len(work) < 2:
+            results: Iterable[tuple[str, str, str]] = (function(*item) for item in work)
         else:
             executor = stack.enter_context(worker_pool(jobs))
-            results = executor.map(preprocess_one, *zip(*args, strict=True), chunksize=1)
+            results = executor.map(function, *zip(*work, strict=True), chunksize=chunksize)
         try:
-            for path, status, reason in results:
-                report.record(path, status, reason)
+            for name, status, reason in results:
+                report.record(name, status, reason)
                 bar.update()
         finally:
             bar.close()
-    write_index(out)
+    write_index(out_dir)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -15,9 +15,7 @@ what, never accuracy on real faces.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..packing import EXPRESSION_CODES, EXPRESSION_NAMES
-from .batch import BatchReport, worker_pool, write_cached_sample, write_index
+from .batch import BatchReport, run_batch, write_cached_sample
 from .pipeline import preprocess_scan
 from .scan import FaceScan
 from .synthetic import face_scan_from_morphable_model, synthetic_face_scan
@@ -113,10 +111,6 @@ def _make_one(sid: str, subject: int, expression: str, level: int, out_dir: Path
     return sid, "done", ""
 
 
-def _make_many(jobs: list[tuple]) -> list[tuple[str, str, str]]:
-    return [_make_one(*job) for job in jobs]
-
-
 def build_synthetic_dataset(
     out_dir: str | os.PathLike,
     subjects: int = 60,
@@ -138,8 +132,6 @@ def build_synthetic_dataset(
     index is rewritten at the end. ``morphable_model``: an ``.npz`` face model to draw identities from
     instead of the procedural face.
     """
-    from tqdm.auto import tqdm
-
     if subjects < 1:
         raise ValueError(f"subjects must be at least 1, got {subjects}")
     bad = [lv for lv in levels if lv not in INTENSITY_LEVELS]
@@ -156,23 +148,4 @@ def build_synthetic_dataset(
         for s in range(subjects) for name, code in zip(EXPRESSION_NAMES, EXPRESSION_CODES, strict=True)
         for level in levels
     ]
-    report = BatchReport()
-    start = time.perf_counter()
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    bar = tqdm(total=len(work), desc="synthesize", unit="scan", disable=not progress)
-    chunks = [work[i:i + 6] for i in range(0, len(work), 6)]
-    with contextlib.ExitStack() as stack:
-        if jobs > 1 and len(chunks) > 1:
-            results = stack.enter_context(worker_pool(jobs)).map(_make_many, chunks)
-        else:
-            results = map(_make_many, chunks)
-        try:
-            for chunk in results:
-                for sid, status, reason in chunk:
-                    report.record(sid, status, reason)
-                    bar.update()
-        finally:
-            bar.close()
-    write_index(out)
-    report.seconds = time.perf_counter() - start
-    return report
+    return run_batch(_make_one, work, out, jobs=jobs, description="synthesize", progress=progress, chunksize=6)
