@@ -122,15 +122,6 @@ def worker(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------
 # Driver
 # ------------------------------------------------------------------------------------------
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -175,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(json.loads(lines[-1][len("RESULT "):]))
             r = runs[-1]
             print(f"  measured {n} points at {size}x{size}: fast {r['fast_ms']['median']:.0f} ms", flush=True)
+    from afnetm_timm.bench.env import cpu_model  # here: the driver's children set thread variables first
+
     try:
         load = os.getloadavg()
     except OSError:
@@ -184,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
-            "cpu": _cpu_name(),
+            "cpu": cpu_model(),
             "logical_cpus": os.cpu_count(),
             "load_average_at_end": load,
         },

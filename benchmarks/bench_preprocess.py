@@ -29,6 +29,7 @@ import numpy as np
 import scipy
 
 import afnetm_timm
+from afnetm_timm.bench.env import cpu_model
 from afnetm_timm.data import EXPRESSIONS, face_scan_from_morphable_model
 from afnetm_timm.data.batch import _init_worker, preprocess_folder, preprocess_one
 from afnetm_timm.data.formats import write_bu3dfe
@@ -74,7 +75,7 @@ def main() -> None:
     result = {
         "benchmark": "afnetm preprocess bu3dfe (read .wrl + .bmp, pose, crop, clean, gridfit, masks, write cache)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu": _cpu_name(), "logical_cpus": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "logical_cpus": os.cpu_count(),
                     "load_average_before": load_before, "load_average": list(os.getloadavg())},
         "versions": {"afnetm_timm": afnetm_timm.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
                      "opencv": cv2.__version__, "python": sys.version.split()[0]},
@@ -127,15 +128,6 @@ def _single(src: Path, out: Path, size: int, count: int) -> dict:
     return {"scans": len(paths), "wall_ms_median": round(1e3 * float(np.median(wall)), 1),
             "cpu_ms_median": round(1e3 * float(np.median(cpu)), 1), "cpu_ms_min": round(1e3 * float(np.min(cpu)), 1)}
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
