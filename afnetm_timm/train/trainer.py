@@ -350,12 +350,12 @@ def train_model(
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
             for b in range(n_batches):
-                batch_index = order[b * global_batch:(b + 1) * global_batch]
+                batch_index = order[b * global_batch:(b + 1) * global_batch].to(device)
                 # every rank draws the augmentation of the whole global batch (same generator state) and keeps its share
-                batch = augment_batch(data[batch_index.to(device)], cfg.augment, generator)
+                batch = augment_batch(data[batch_index], cfg.augment, generator)
                 mine = slice(dist.rank, None, dist.world_size)
                 x = to_model_input(batch[mine], mean, std)
-                y = labels[batch_index.to(device)][mine]
+                y = labels[batch_index][mine]
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
