@@ -1,4 +1,4 @@
-"""Test-wide settings: offline Hugging Face Hub, deterministic torch, small thread count."""
+"""Test-wide settings: offline Hugging Face Hub, deterministic torch, small thread count, CUDA-only tests."""
 import os
 
 # huggingface_hub reads these when first imported: set them before anything imports it
@@ -7,6 +7,16 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests (and parameters) marked ``cuda`` where no CUDA device is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -73,6 +73,20 @@ def test_standard_grid_cpu() -> None:
     assert len(labels) == len(set(labels)) == 10
 
 
+def test_standard_grid_cuda_has_the_headline_setting() -> None:
+    """The issue's GPU figures: batch 256, bf16, channels_last, compiled, inference and training."""
+    grid = build_grid("cuda")  # building the grid needs no GPU
+    labels = [s.label for s in grid]
+    assert "cuda infer b256 224 bf16 NHWC compiled" in labels and "cuda train b256 224 bf16 NHWC compiled" in labels
+    assert labels[:3] == ["cuda infer b1 224 fp32 NCHW eager", "cuda infer b32 224 fp32 NCHW eager",
+                          "cuda infer b256 224 fp32 NCHW eager"]
+    assert "cuda train b32 224 bf16 NHWC compiled" in labels  # compiled training at the focus batch too
+    assert len(labels) == len(set(labels)) == 16
+    # a requested grid keeps its own largest batch and last options
+    small = [s.label for s in build_grid("cuda", 64, (2, 4), ("fp32", "bf16"), (False, True), (False,))]
+    assert "cuda infer b4 64 bf16 NHWC eager" in small and "cuda train b4 64 bf16 NHWC eager" in small
+
+
 def test_extra_models_only_in_the_base_condition() -> None:
     config = BenchConfig(devices=("cpu",))
     by_label = {s.label: models_for(config, s) for s in settings_for(config, ["cpu"])}
@@ -169,10 +183,28 @@ def test_measure_setting_reports_a_failing_model_and_goes_on() -> None:
     assert row["model"] == "no_such_model_xyz" and row["ratio"] is None and row["meets_target"] is None
 
 
-def test_channels_last_bf16_setting_runs() -> None:
-    setting = Setting("cpu", "inference", 1, 64, dtype="bf16", channels_last=True)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.mark.parametrize("mode", ["inference", "train"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_channels_last_bf16_setting_runs(device: str, mode: str) -> None:
+    setting = Setting(device, mode, 2, 64, dtype="bf16", channels_last=True)
     out = measure_setting(setting, ["dual_resnet18", "afnet_m"], TimingOptions(0, 1, 0.0, 1, memory=False))
-    assert [m.status for m in out] == ["ok", "ok"] and out[1].peak_mem_mb is None
+    assert [m.status for m in out] == ["ok", "ok"], [m.error for m in out]
+    assert all(m.samples_per_s > 0 for m in out) and out[1].peak_mem_mb is None
+
+
+@pytest.mark.cuda
+def test_cuda_headline_setting_compiled_with_memory() -> None:
+    """The issue's GPU condition (bf16, channels_last, compiled) at a small size, peak memory included."""
+    for mode in ("inference", "train"):
+        setting = Setting("cuda", mode, 8, 64, dtype="bf16", channels_last=True, compile=True)
+        out = measure_setting(setting, ["dual_resnet18", "afnet_m"], TimingOptions(1, 2, 0.0, 2, memory=True))
+        assert [m.status for m in out] == ["ok", "ok"], [m.error for m in out]
+        assert all(m.compile_s > 0 and m.peak_mem_mb > 0 for m in out)
+        (row,) = ratio_rows(out)
+        assert row["ratio"] > 0
 
 
 def test_unavailable_cuda_is_skipped(monkeypatch) -> None:

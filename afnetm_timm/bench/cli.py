@@ -40,7 +40,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="models whose parameters/FLOPs are counted (default: baselines and every afnet_m variant)")
     g.add_argument("--img-size", type=int, default=224, help="input height and width, a multiple of 32 (224)")
     g.add_argument("--batch-sizes", nargs="+", type=int, default=None,
-                   help="batch sizes (default: 1 8 32 on CPU, 1 32 128 on CUDA)")
+                   help="batch sizes (default: 1 8 32 on CPU, 1 32 256 on CUDA)")
     g.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES), default=None,
                    help="autocast dtypes (default: fp32 bf16 on CPU, fp32 fp16 bf16 on CUDA; fp16 is skipped on CPU)")
     g.add_argument("--channels-last", choices=tuple(_SWITCH), default="both", help="memory format(s) (both)")

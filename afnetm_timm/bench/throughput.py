@@ -116,7 +116,7 @@ class Measurement:
 
 
 def default_batch_sizes(device: str) -> tuple[int, ...]:
-    return (1, 8, 32) if device == "cpu" else (1, 32, 128)
+    return (1, 8, 32) if device == "cpu" else (1, 32, 256)
 
 
 def default_dtypes(device: str) -> tuple[str, ...]:
@@ -140,7 +140,9 @@ def build_grid(
     layout, first compile option); at the focus batch (the middle batch size) every dtype × layout
     combination eager, plus compiled in the base condition and in the "all on" condition (last
     dtype, last layout); for training only the focus batch, base and all-on, eager (compiled
-    training too where compile is requested and the device is CUDA).
+    training too where compile is requested and the device is CUDA). On CUDA also the *headline*
+    setting, inference and training: the largest batch, all on, last compile option (by default
+    batch 256, bf16, channels_last, compiled).
     """
     batch_sizes = tuple(batch_sizes or default_batch_sizes(device))
     dtypes = tuple(dtypes or default_dtypes(device))
@@ -173,6 +175,8 @@ def build_grid(
             for comp in train_compile:
                 add(mode, focus, base[0], base[1], comp)
                 add(mode, focus, *all_on, comp)
+        if device == "cuda":
+            add(mode, max(batch_sizes), *all_on, compile[-1])
     return settings
 
 
