@@ -61,13 +61,15 @@ def test_train_fold_then_evaluate(synthetic_cache: Path, tmp_path: Path, capsys,
     assert "no index.jsonl" in capsys.readouterr().err
 
 
-def test_protocol_spreads_folds_over_devices(synthetic_cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda:0", marks=pytest.mark.cuda)])
+def test_protocol_spreads_folds_over_devices(device: str, synthetic_cache: Path, tmp_path: Path) -> None:
+    """Two folds in two worker processes on one device (``cuda:0,cuda:0``: two trainings share a GPU)."""
     out = tmp_path / "devices"
     assert main(["protocol", "--dataset", "synthetic", "--data", str(synthetic_cache), "--out", str(out),
                  "--variants", "afnet_m_2d_no_ma", "--n-folds", "2", "--repetitions", "1", "--epochs", "1",
-                 "--devices", "cpu,cpu", *FAST]) == 0
+                 "--devices", f"{device},{device}", *FAST]) == 0
     devices = [json.loads(p.read_text())["device"] for p in (out / "runs").rglob("fold*.json")]
-    assert devices == ["cpu", "cpu"]
+    assert devices == [device, device]
 
 
 def test_torchrun_ddp_training(synthetic_cache: Path, tmp_path: Path) -> None:
