@@ -6,7 +6,6 @@ so the demo exercises the whole path a BU-3DFE or Bosphorus scan takes.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._atomic import atomic_path
 from .data import preprocess_scan, synthetic_face_scan
 from .data.pipeline import PreprocessedSample
 from .data.transforms import AFNetMTransform
@@ -57,9 +57,9 @@ def save_panel(path: str | Path, sample: PreprocessedSample, probs: Sequence[flo
     ax.set_title("class probabilities")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)  # never a partial PNG
+    try:
+        with atomic_path(path) as tmp:  # never a partial PNG
+            fig.savefig(tmp, format="png", dpi=80)
+    finally:
+        plt.close(fig)
     return path

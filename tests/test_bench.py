@@ -34,7 +34,6 @@ from afnetm_timm.bench import (
 from afnetm_timm.bench import preprocess as pre
 from afnetm_timm.bench.cli import add_bench_command, cmd_bench, config_from_args
 from afnetm_timm.bench.cli import main as bench_main
-from afnetm_timm.bench.report import atomic_write
 from afnetm_timm.bench.suite import _clean, models_for, settings_for
 from afnetm_timm.bench.timm_script import find_timm_benchmark, run_timm_benchmark, timm_benchmark_command, tiny_args
 from afnetm_timm.params import parameter_table
@@ -222,18 +221,8 @@ def test_threads_apply_during_the_run_only() -> None:
     assert r["machine"]["torch_threads"] == 2 and torch.get_num_threads() == 1
 
 
-def test_clean_and_atomic_write(tmp_path: Path) -> None:
+def test_clean_makes_json_safe() -> None:
     assert _clean({"a": float("nan"), "b": (1, float("inf"))}) == {"a": None, "b": [1, None]}
-    target = tmp_path / "x.json"
-    target.write_text("old")
-
-    def fail(tmp: Path) -> None:
-        tmp.write_text("partial")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        atomic_write(target, fail)
-    assert target.read_text() == "old" and not list(tmp_path.glob("*.tmp"))
 
 
 # --- command line ---------------------------------------------------------------------------------

@@ -3,31 +3,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on ``<path>.tmp`` in the same folder, then rename it over ``path``.
-
-    Readers never see a partial file; on failure the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+from .._atomic import atomic_path, write_atomic
 
 
 def write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all."""
+    return write_atomic(path, text)
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -237,7 +221,9 @@ def render_plot(results: dict[str, Any], path: Path) -> Path | None:
                  f"timm {results['versions']['timm']}", fontsize=9)
     fig.tight_layout()
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        return path
     finally:
         plt.close(fig)
 

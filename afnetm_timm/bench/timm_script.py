@@ -37,6 +37,8 @@ from typing import Any
 
 import timm
 
+from .._atomic import write_atomic
+
 ENV_SCRIPT = "AFNETM_TIMM_BENCHMARK"
 GITHUB_URL = "https://raw.githubusercontent.com/huggingface/pytorch-image-models/v{version}/benchmark.py"
 
@@ -50,13 +52,6 @@ def cache_root() -> Path:
     if (checkout / "pyproject.toml").is_file() and os.access(checkout, os.W_OK):
         return checkout / ".cache"
     return Path.home() / ".cache" / "afnetm-timm"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _from_sdist(download: bool) -> bytes | None:
@@ -102,7 +97,7 @@ def find_timm_benchmark(download: bool = True) -> Path | None:
         data = _from_github()
     if data is None:
         return None
-    _atomic_write_bytes(target, data)
+    write_atomic(target, data)
     return target
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_path, write_atomic
 from .formats import read_scan
 from .formats.mesh import MESH_SUFFIXES
 from .formats.names import parse_scan_name
@@ -83,16 +84,6 @@ def sample_id(path: Path, src_dir: Path) -> str:
     return "__".join(rel.parts)
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -146,10 +137,11 @@ def write_cached_sample(out_dir: Path, sid: str, sample, meta: dict[str, Any], p
         "mask_28": sample.mask_28.astype(np.float16),
     }
     samples = Path(out_dir) / "samples"
-    _atomic_write_bytes(samples / f"{sid}.npz", lambda h: np.savez(h, **arrays))
+    with atomic_path(samples / f"{sid}.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
     if previews:
         _write_preview(Path(out_dir) / "previews" / f"{sid}.png", sample)
-    _atomic_write_bytes(samples / f"{sid}.json", lambda h: h.write(json.dumps(meta, default=_json_default).encode()))
+    write_atomic(samples / f"{sid}.json", json.dumps(meta, default=_json_default))
 
 
 def _write_preview(path: Path, sample) -> None:
@@ -164,7 +156,7 @@ def _write_preview(path: Path, sample) -> None:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f"could not encode preview {path}")
-    _atomic_write_bytes(path, lambda h: h.write(encoded.tobytes()))
+    write_atomic(path, encoded.tobytes())
 
 
 def write_index(out_dir: str | Path) -> Path:
@@ -179,7 +171,7 @@ def write_index(out_dir: str | Path) -> Path:
         meta["file"] = str(meta_path.with_suffix(".npz").relative_to(out_dir))
         lines.append(json.dumps(meta, sort_keys=True))
     index = out_dir / "index.jsonl"
-    _atomic_write_bytes(index, lambda h: h.write(("\n".join(lines) + ("\n" if lines else "")).encode()))
+    write_atomic(index, "\n".join(lines) + ("\n" if lines else ""))
     return index
 
 

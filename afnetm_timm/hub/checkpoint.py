@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
+from .._atomic import atomic_path
 from .errors import CheckpointFormatError
 from .weights import check_state_dict, read_safetensors
 
@@ -101,19 +101,6 @@ def _software() -> dict[str, str]:
     from afnetm_timm import __version__
 
     return {"afnetm_timm": __version__, "timm": timm.__version__, "torch": torch.__version__.split("+")[0]}
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """``save_file`` to a temporary name in the target folder, then rename: never a partial file at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -216,7 +203,8 @@ def save_checkpoint(
         "metadata": _json_safe(dict(metadata or {}), "checkpoint metadata"),
         "software": _software(),
     }
-    _atomic_save(state, path, {"format": "pt", _METADATA_KEY: json.dumps(record)})
+    with atomic_path(path) as tmp:  # never a partial checkpoint at `path`
+        save_file(state, str(tmp), metadata={"format": "pt", _METADATA_KEY: json.dumps(record)})
     return path
 
 

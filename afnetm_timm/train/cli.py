@@ -127,8 +127,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .._atomic import write_atomic
     from ..hub import load_checkpoint
-    from .metrics import confusion_matrix, per_class_accuracy, save_confusion_csv, save_confusion_png, write_atomic
+    from .metrics import confusion_matrix, per_class_accuracy, save_confusion_csv, save_confusion_png
     from .trainer import evaluate, resolve_device
 
     device = resolve_device(args.device)

@@ -21,7 +21,6 @@ same ``requires_grad`` flags and the same ``.grad`` tensors of the parameters.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._atomic import atomic_path
 from ..models.afnet_m import AFNetM
 from ..packing import EXPRESSION_CODES, PACKED_CHANNELS
 
@@ -277,11 +277,6 @@ def save_explanation_png(
     fig.suptitle(title)
     fig.tight_layout()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.png")
-    try:
+    with atomic_path(path) as tmp:  # never a partial PNG at `path`
         fig.savefig(tmp, format="png", dpi=80)
-        os.replace(tmp, path)  # never a partial PNG at `path`
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

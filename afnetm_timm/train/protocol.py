@@ -28,15 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import write_atomic
 from ..packing import EXPRESSION_CODES
 from .datasets import ExpressionData
-from .metrics import (
-    confusion_matrix,
-    per_class_accuracy,
-    save_confusion_csv,
-    save_confusion_png,
-    write_atomic,
-)
+from .metrics import confusion_matrix, per_class_accuracy, save_confusion_csv, save_confusion_png
 from .trainer import TrainConfig, evaluate, train_model
 
 __all__ = [

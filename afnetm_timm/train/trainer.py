@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._atomic import atomic_path
 from .augment import AugmentConfig, augment_batch, to_model_input
 from .datasets import ExpressionData
 from .distributed import DistributedContext, single_process
@@ -214,14 +214,8 @@ def _save_train_state(path: Path, model: torch.nn.Module, optimizer: torch.optim
                 value = torch.tensor(value)
             tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
     record = dict(record, param_groups=opt["param_groups"])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_STATE_KEY: json.dumps(record)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_STATE_KEY: json.dumps(record)})
 
 
 def _load_train_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
