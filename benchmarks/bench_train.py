@@ -87,14 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain loop")
     p.add_argument("--compile", action="store_true", help="torch.compile in the resident path")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                   help="the trainer's deterministic mode (default on, as in afnetm train)")
     p.add_argument("--protocol-epochs", type=int, default=30, help="epochs per training in the projection")
     p.add_argument("--out", default=None, help="results file stem (default results/train-<device>)")
     args = p.parse_args(argv)
+    if args.epochs < 2 or args.rounds < 1:
+        p.error("--epochs must be at least 2 (the first epoch of the first round is warm-up) and --rounds at least 1")
+    if args.samples < args.batch_size:
+        p.error(f"--samples ({args.samples}) must be at least --batch-size ({args.batch_size}): the DataLoader loop "
+                "drops incomplete batches")
 
     device = resolve_device(args.device)
     data = random_data(args.samples, args.size)
     cfg = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, pretrained_backbone=False,
-                      augment=AugmentConfig(), compile=args.compile)
+                      augment=AugmentConfig(), compile=args.compile, deterministic=args.deterministic)
     header = stamp([device.type], "python benchmarks/bench_train.py " + " ".join(argv or sys.argv[1:]))
     resident, plain = [], []
     for r in range(args.rounds):

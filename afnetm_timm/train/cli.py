@@ -37,6 +37,9 @@ def _add_train_options(cmd: argparse.ArgumentParser) -> None:
     g.add_argument("--amp", choices=["auto", "bf16", "none"], default="auto", help="auto: bf16 on CUDA")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                   help="deterministic algorithms, cuDNN autotuning off (default: on, so reruns repeat exactly; "
+                        "--no-deterministic trades that for speed on GPUs)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--drop-rate", type=float, default=0.0, help="dropout before the classifier")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
@@ -54,15 +57,16 @@ def _train_config(args: argparse.Namespace, model: str, dataset: str, defaults: 
     model_kwargs = {"drop_rate": args.drop_rate} if args.drop_rate else {}
     return TrainConfig(
         model=model,
-        epochs=args.epochs or defaults.get("epochs", 30),
-        batch_size=args.batch_size or defaults.get("batch_size", 32),
-        lr=args.lr or defaults.get("lr", 1e-4),
+        epochs=args.epochs if args.epochs is not None else defaults.get("epochs", 30),
+        batch_size=args.batch_size if args.batch_size is not None else defaults.get("batch_size", 32),
+        lr=args.lr if args.lr is not None else defaults.get("lr", 1e-4),
         weight_decay=args.weight_decay,
         pretrained_backbone=pretrained,
         augment=AugmentConfig() if args.augment else AugmentConfig.none(),
         amp=args.amp,
         channels_last=args.channels_last,
         compile=args.compile,
+        deterministic=args.deterministic,
         seed=args.seed,
         model_kwargs=model_kwargs,
     )

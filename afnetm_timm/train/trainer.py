@@ -25,7 +25,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,13 +242,22 @@ def _load_train_state(path: Path, model: torch.nn.Module, optimizer: torch.optim
 # ---------------------------------------------------------------------------------------------
 # training and evaluation
 # ---------------------------------------------------------------------------------------------
-def _set_deterministic(enabled: bool, device: torch.device) -> None:
+@contextlib.contextmanager
+def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic algorithms (and on CUDA no cuDNN autotuning) for the block; the caller's settings after it."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not enabled
         torch.backends.cudnn.deterministic = enabled
         if enabled:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2], saved[3]
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -283,11 +292,25 @@ def train_model(
         on_epoch: called after each epoch with (epoch, history entry); raising stops the run after
             the state was saved (tests use it to simulate an interruption).
     """
-    from tqdm.auto import tqdm
-
     dist = dist or single_process(resolve_device(device))
     device = dist.device if dist.world_size > 1 else resolve_device(device)
-    _set_deterministic(cfg.deterministic, device)
+    with _determinism(cfg.deterministic, device):
+        return _train(cfg, train, run_dir, device, dist, progress, description, metadata, on_epoch)
+
+
+def _train(
+    cfg: TrainConfig,
+    train: ExpressionData,
+    run_dir: str | os.PathLike | None,
+    device: torch.device,
+    dist: DistributedContext,
+    progress: bool,
+    description: str,
+    metadata: Mapping[str, Any] | None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
+    from tqdm.auto import tqdm
+
     amp_dtype = _amp_dtype(cfg, device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     if len(train) < 2 * dist.world_size:

@@ -11,6 +11,7 @@ import cv2
 import pytest
 
 from afnetm_timm.cli import main
+from afnetm_timm.hub import load_checkpoint
 
 FAST = ["--no-progress", "--batch-size", "8", "--lr", "1e-3"]
 
@@ -46,9 +47,10 @@ def test_protocol_on_synthetic_beats_chance(synthetic_cache: Path, tmp_path: Pat
 def test_train_fold_then_evaluate(synthetic_cache: Path, tmp_path: Path, capsys, one_thread) -> None:
     run = tmp_path / "run"
     assert main(["train", "--data", str(synthetic_cache), "--model", "afnet_m_no_ma", "--out", str(run),
-                 "--fold", "0", "--n-folds", "3", "--epochs", "1", *FAST]) == 0
+                 "--fold", "0", "--n-folds", "3", "--epochs", "1", "--no-deterministic", *FAST]) == 0
     printed = capsys.readouterr().out
     assert "fold 0 test accuracy" in printed and (run / "model.safetensors").is_file()
+    assert load_checkpoint(run / "model.safetensors").metadata["training"]["deterministic"] is False
     assert main(["evaluate", "--model", str(run / "model.safetensors"), "--data", str(synthetic_cache),
                  "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -59,6 +61,9 @@ def test_train_fold_then_evaluate(synthetic_cache: Path, tmp_path: Path, capsys,
     assert main(["evaluate", "--model", str(tmp_path / "nope.safetensors"), "--data", str(synthetic_cache)]) == 1
     assert main(["train", "--data", str(tmp_path), "--out", str(run)]) == 1
     assert "no index.jsonl" in capsys.readouterr().err
+    # zero is a value, not "use the default"
+    assert main(["train", "--data", str(synthetic_cache), "--out", str(tmp_path / "zero"), "--epochs", "0"]) == 1
+    assert "epochs must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda:0", marks=pytest.mark.cuda)])

@@ -99,3 +99,21 @@ def test_every_variant_trains_through_the_same_code(variant: str, synthetic_data
     probabilities = evaluate(result.model, data).probabilities
     assert probabilities.shape == (12, 6)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_determinism_is_scoped_to_the_training_run(synthetic_data, one_thread) -> None:
+    """train_model switches deterministic algorithms on for its run only; the caller's settings come back."""
+    data = synthetic_data.of_subjects(synthetic_data.subject_ids[:1])
+    assert not torch.are_deterministic_algorithms_enabled()
+    seen = []
+    train_model(_cfg(epochs=1, batch_size=6), data, progress=False,
+                on_epoch=lambda *_: seen.append(torch.are_deterministic_algorithms_enabled()))
+    assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        train_model(_cfg(epochs=1, batch_size=6, deterministic=False), data, progress=False,
+                    on_epoch=lambda *_: seen.append(torch.are_deterministic_algorithms_enabled()))
+        assert seen == [True, False]
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
