@@ -12,7 +12,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_atomic"]
+__all__ = ["atomic_path", "default_mode", "write_atomic"]
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would, process-wide, for a moment)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """Permissions a plain ``open()`` / ``mkdir()`` would give under the process umask (0o644 / 0o755 with 022)."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 @contextmanager
@@ -22,13 +39,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The temporary name is unique per process and call (safe for parallel workers) and ends in
     ``path``'s own suffix, so writers that pick a format from the extension (matplotlib) still do.
     On an exception the temporary file is removed and ``path`` is left as it was. Missing parent
-    folders are created. The file gets the permissions its writer creates it with.
+    folders are created. The file gets the permissions of a plain ``open()`` (writers such as
+    safetensors' ``save_file`` create 0o600 files; published weights must be readable by others).
+    A folder at ``path``, or a file where a parent folder should be, is a ValueError naming it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
+            break
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         yield tmp
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -59,3 +59,34 @@ def test_parallel_writers_never_expose_a_partial_file(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda data: write_atomic(target, data), payloads))
     assert target.read_bytes() in payloads and os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_files_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    """safetensors' save_file creates 0o600 files; a written checkpoint must be readable like any other file."""
+    import torch
+    from safetensors.torch import save_file
+
+    from afnetm_timm._atomic import default_mode
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    target = tmp_path / "w.safetensors"
+    with atomic_path(target) as tmp:
+        save_file({"w": torch.zeros(1)}, str(tmp))
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == default_mode()
+    old = os.umask(0o077)
+    try:
+        assert default_mode() == 0o600 and default_mode(directory=True) == 0o700
+        write_atomic(tmp_path / "private.txt", "x")
+        assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_bad_target_paths_are_named(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match=r"afile is a file, not a folder"):
+        write_atomic(tmp_path / "afile" / "sub" / "x.json", "{}")
+    with pytest.raises(ValueError, match="it is a folder"):
+        write_atomic(tmp_path, "{}")
+    assert sorted(os.listdir(tmp_path)) == ["afile"]

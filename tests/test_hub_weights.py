@@ -223,6 +223,32 @@ def test_checkpoint_records_reset_classifier_and_refuses_what_it_cannot_rebuild(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c3.safetensors"]
 
 
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_a_pickle(tmp_path) -> None:
+    """A safetensors file begins with its header length; 0x80 as its low byte must not read as pickle's PROTO."""
+    from afnetm_timm.hub.weights import read_safetensors
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(300):
+        save_file({"w": torch.ones(2, 3)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length with low byte 0x80")
+    shapes, metadata = read_safetensors(path)
+    assert shapes == {"w": (2, 3)} and metadata["pad"].startswith("x")
+    # a real pickle (protocol 2-5) and torch.save's zip archive are still refused, whatever their name
+    import pickle
+
+    raw = tmp_path / "raw.safetensors"
+    raw.write_bytes(pickle.dumps({"w": [1, 2]}, protocol=4))
+    with pytest.raises(UnsafeWeightsError, match="pickle"):
+        read_safetensors(raw)
+    zipped = tmp_path / "zip.safetensors"
+    torch.save({"w": torch.zeros(2)}, zipped)
+    with pytest.raises(UnsafeWeightsError, match="pickle"):
+        read_safetensors(zipped)
+
+
 def test_load_checkpoint_refuses_pickles_foreign_and_corrupt_files(tmp_path, small, monkeypatch) -> None:
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a pickle was unpickled"))
     pickle = tmp_path / "ckpt.safetensors"
@@ -305,6 +331,11 @@ def test_model_card_with_measured_results(small) -> None:
 def test_model_card_without_results_or_with_synthetic_results(small, tmp_path) -> None:
     bare = export_checkpoint(small["ckpt"], tmp_path / "bare")
     card = (bare.path / "README.md").read_text()
+    # readable by others like any folder and file (mkdtemp makes 0o700, safetensors writes 0o600)
+    from afnetm_timm._atomic import default_mode
+
+    assert bare.path.stat().st_mode & 0o777 == default_mode(directory=True)
+    assert {f.stat().st_mode & 0o777 for f in bare.path.iterdir()} == {default_mode()}
     assert not bare.measured and bare.repo_id is None
     assert "No measured results" in card and "not-for-publication" in card and "local-dir:path/to/this/folder" in card
     assert "reported by the paper" in card and "measured by us" not in card

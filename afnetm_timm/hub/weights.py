@@ -29,7 +29,17 @@ README_NAME = "README.md"
 #: Suffixes of pickle-based weight files (``torch.save``, Lightning, plain pickle): never loaded, never published.
 PICKLE_SUFFIXES: tuple[str, ...] = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".pth.tar", ".tar")
 
-_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archive; raw pickle protocol 2+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip archive
+_PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")  # raw pickle, protocol 2-5
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file: 8-byte little-endian header length N, then a JSON header of N bytes starting with '{'."""
+    return len(head) >= 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    return head.startswith(_ZIP_MAGIC) or head[:2] in _PICKLE_PROTOCOLS
 
 
 def find_pickle_files(folder: str | os.PathLike) -> list[Path]:
@@ -50,8 +60,9 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]
     if not path.is_file():
         raise FileNotFoundError(f"no weight file at {path}")
     with path.open("rb") as f:
-        head = f.read(4)
-    if head.startswith(_PICKLE_MAGIC):
+        head = f.read(9)
+    # the header length's first byte may be anything (0x80 included): the safetensors layout is checked first
+    if not _looks_like_safetensors(head, path.stat().st_size) and _looks_like_pickle(head):
         raise UnsafeWeightsError(
             f"{path} is a pickle / torch.save file, not safetensors: AFNet-M loads weights only from safetensors "
             "(pickle files can run code when loaded)"
