@@ -243,6 +243,12 @@ def test_add_bench_command() -> None:
     assert default.extra_models == ("afnet_m_no_ma", "afnet_m_no_af") and default.batch_sizes is None
     none = config_from_args(parser.parse_args(["bench", "--extra-models"]))
     assert none.extra_models == ()
+    # nonsense options are refused before anything runs
+    for bad, message in ((["--target", "nan"], "--target must be a finite number > 0"),
+                         (["--target", "-1"], "--target must be"), (["--min-time", "-1"], "--min-time must be"),
+                         (["--threads", "-2"], "--threads must be"), (["--name", "../escape"], "--name must be a plain")):
+        with pytest.raises(ValueError, match=message):
+            config_from_args(parser.parse_args(["bench", *bad]))
 
 
 def test_cli_writes_results(tmp_path: Path, capsys) -> None:

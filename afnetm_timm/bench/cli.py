@@ -10,6 +10,7 @@ Until then (or without the console script) ``python -m afnetm_timm.bench [option
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from collections.abc import Sequence
@@ -97,6 +98,14 @@ def config_from_args(args: argparse.Namespace):
     )
     if timing.repeats < 1 or timing.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    if not (timing.min_time >= 0 and math.isfinite(timing.min_time)):
+        raise ValueError(f"--min-time must be a finite number >= 0, got {timing.min_time}")
+    if not (args.target > 0 and math.isfinite(args.target)):
+        raise ValueError(f"--target must be a finite number > 0, got {args.target}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's choice), got {args.threads}")
+    if args.name is not None and (not args.name or Path(args.name).name != args.name or args.name in (".", "..")):
+        raise ValueError(f"--name must be a plain file name stem (no folders), got {args.name!r}")
     compile_opt = base.compile if args.compile is None else _SWITCH[args.compile]
     preprocess: PreprocessOptions | None = None if args.no_preprocess else base.preprocess
     return replace(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,17 @@ def _add_train_options(cmd: argparse.ArgumentParser) -> None:
     g.add_argument("--drop-rate", type=float, default=0.0, help="dropout before the classifier")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _train_config(args: argparse.Namespace, model: str, dataset: str, defaults: dict[str, Any] | None = None):
@@ -142,10 +154,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate(model, data, batch_size=args.batch_size, device=device)
     k = len(data.label_names)
     confusion = confusion_matrix(ev.labels, ev.predictions, k)
-    per_class = dict(zip(data.label_names, per_class_accuracy(confusion).tolist(), strict=True))
+    # a class without samples has no accuracy: None (JSON null), not NaN (invalid JSON)
+    per_class = {name: (acc if math.isfinite(acc) else None)
+                 for name, acc in zip(data.label_names, per_class_accuracy(confusion).tolist(), strict=True)}
     print(f"{args.model} on {len(data)} {data.dataset} samples: accuracy {100 * ev.accuracy:.2f}%")
     for code, (name, acc) in zip(EXPRESSION_CODES, per_class.items(), strict=True):
-        print(f"  {code} {name:<10s} {100 * acc:6.2f}%")
+        print(f"  {code} {name:<10s} " + (f"{100 * acc:6.2f}%" if acc is not None else "   n/a (no samples)"))
     if args.out:
         out = Path(args.out)
         save_confusion_csv(out / "confusion.csv", confusion)
@@ -153,7 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         write_atomic(out / "metrics.json", json.dumps({
             "model": str(args.model), "dataset": data.dataset, "samples": len(data), "accuracy": ev.accuracy,
             "per_class": per_class, "confusion": confusion.tolist(), "ids": data.ids,
-            "predictions": ev.predictions.tolist(), "labels": ev.labels.tolist()}, indent=1) + "\n")
+            "predictions": ev.predictions.tolist(), "labels": ev.labels.tolist()}, indent=1, allow_nan=False) + "\n")
         print(f"wrote {out / 'metrics.json'}, confusion.csv, confusion.png")
     return 0
 
@@ -169,6 +183,13 @@ def cmd_protocol(args: argparse.Namespace) -> int:
     )
 
     quick = QUICK if args.quick else {}
+    if args.variants:
+        import timm
+
+        registered = timm.list_models("afnet_m*")
+        unknown = [v for v in args.variants if v not in registered]
+        if unknown:
+            raise ValueError(f"--variants: unknown {unknown}; registered: {registered}")
     out = Path(args.out or f"afnetm_protocol_{args.dataset}{'_quick' if args.quick else ''}")
     start = time.perf_counter()
     cache = args.data
@@ -176,9 +197,9 @@ def cmd_protocol(args: argparse.Namespace) -> int:
         from ..data.synthetic_dataset import build_synthetic_dataset
 
         cache = out / "cache"
-        n_subjects = args.synthetic_subjects or quick.get("subjects", 60)
+        n_subjects = args.synthetic_subjects if args.synthetic_subjects is not None else quick.get("subjects", 60)
         report = build_synthetic_dataset(
-            cache, subjects=n_subjects, levels=args.intensities or (3, 4), size=args.size or quick.get("size", 224),
+            cache, subjects=n_subjects, levels=args.intensities or (3, 4), size=args.size if args.size is not None else quick.get("size", 224),
             seed=args.synthetic_seed, n_points=quick.get("n_points", 10000),
             texture_size=quick.get("texture_size", 512), morphable_model=args.morphable_model,
             progress=not args.no_progress)
@@ -197,7 +218,7 @@ def cmd_protocol(args: argparse.Namespace) -> int:
         subjects = selection["subjects"]
         print(f"subjects: {len(subjects)} from {selection_path} (fixed selection)")
     else:
-        n = args.subjects if args.subjects else (None if args.dataset == "synthetic" else 60)
+        n = args.subjects if args.subjects is not None else (None if args.dataset == "synthetic" else 60)
         subjects = select_subjects(data.subjects, n, seed=args.selection_seed)
         save_subject_selection(selection_path, subjects, data.dataset, args.selection_seed)
         print(f"subjects: {len(subjects)} selected with seed {args.selection_seed}, saved to {selection_path}")
@@ -211,8 +232,8 @@ def cmd_protocol(args: argparse.Namespace) -> int:
         variants = ("afnet_m",) if args.quick else TABLE_VARIANTS["1"]
     cfg = ProtocolConfig(
         variants=variants,
-        n_folds=args.n_folds or quick.get("n_folds", 10),
-        repetitions=args.repetitions or quick.get("repetitions", 100),
+        n_folds=args.n_folds if args.n_folds is not None else quick.get("n_folds", 10),
+        repetitions=args.repetitions if args.repetitions is not None else quick.get("repetitions", 100),
         seed=args.seed,
         train=_train_config(args, variants[0], data.dataset, quick),
         devices=args.devices.split(",") if args.devices else ([args.device] if args.device != "auto" else None),
@@ -247,12 +268,12 @@ def add_train_commands(subparsers) -> None:
     """Register synthesize, train, evaluate and protocol on an argparse subparsers object."""
     syn = subparsers.add_parser("synthesize", help="write the synthetic 2D+3D expression dataset (a cache)")
     syn.add_argument("out_dir", type=Path, help="cache folder (created; rerun to resume)")
-    syn.add_argument("--subjects", type=int, default=60, help="identities (default 60)")
+    syn.add_argument("--subjects", type=_positive_int, default=60, help="identities (default 60)")
     syn.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4], help="intensity levels 1-4")
-    syn.add_argument("--size", type=int, default=224, help="image size (default 224)")
+    syn.add_argument("--size", type=_positive_int, default=224, help="image size (default 224)")
     syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--n-points", type=int, default=10000, help="vertices per procedural scan")
-    syn.add_argument("--texture-size", type=int, default=512)
+    syn.add_argument("--n-points", type=_positive_int, default=10000, help="vertices per procedural scan")
+    syn.add_argument("--texture-size", type=_positive_int, default=512)
     syn.add_argument("--morphable-model", default=None,
                      help="a Surrey-Face-Model-layout .npz to draw identities and expressions from")
     syn.add_argument("--jobs", type=int, default=0, help="worker processes (default: all cores)")
@@ -267,7 +288,7 @@ def add_train_commands(subparsers) -> None:
     train.add_argument("--model", default="afnet_m", help="variant (default afnet_m)")
     train.add_argument("--out", type=Path, required=True, help="run folder: training state (resume) and model.safetensors")
     train.add_argument("--fold", type=int, default=None, help="train on fold K's training subjects and test on the rest")
-    train.add_argument("--n-folds", type=int, default=10)
+    train.add_argument("--n-folds", type=_positive_int, default=10)
     train.add_argument("--fold-seed", type=int, default=0, help="seed of the subject-to-fold assignment")
     _add_train_options(train)
     train.set_defaults(func=cmd_train)
@@ -276,7 +297,7 @@ def add_train_commands(subparsers) -> None:
     ev.add_argument("--model", required=True, help="model.safetensors written by afnetm train/protocol")
     _add_data_options(ev)
     ev.add_argument("--out", default=None, help="folder for metrics.json and the confusion matrix CSV/PNG")
-    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--batch-size", type=_positive_int, default=128)
     ev.add_argument("--device", default="auto")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -291,9 +312,9 @@ def add_train_commands(subparsers) -> None:
     pr.add_argument("--table", choices=sorted(TABLE_VARIANTS), default=None,
                     help="variants of the paper's Table 1, 2, 3 or all (default 1; --quick: afnet_m only)")
     pr.add_argument("--variants", nargs="+", default=None, help="explicit variants instead of --table")
-    pr.add_argument("--n-folds", type=int, default=None, help="folds (paper: 10)")
-    pr.add_argument("--repetitions", type=int, default=None, help="repetitions (paper: 100)")
-    pr.add_argument("--subjects", type=int, default=None, help="subjects to draw (paper: 60; synthetic: all)")
+    pr.add_argument("--n-folds", type=_positive_int, default=None, help="folds (paper: 10)")
+    pr.add_argument("--repetitions", type=_positive_int, default=None, help="repetitions (paper: 100)")
+    pr.add_argument("--subjects", type=_positive_int, default=None, help="subjects to draw (paper: 60; synthetic: all)")
     pr.add_argument("--selection-seed", type=int, default=0, help="seed of the subject draw")
     pr.add_argument("--devices", default=None,
                     help="comma-separated devices, one worker each (e.g. cuda:0,cuda:1 or cuda:0,cuda:0 for two "
@@ -302,8 +323,8 @@ def add_train_commands(subparsers) -> None:
     pr.add_argument("--quick", action="store_true",
                     help=f"reduced run: {QUICK['subjects']} synthetic subjects at {QUICK['size']}x{QUICK['size']}, "
                          f"{QUICK['n_folds']} folds, 1 repetition, {QUICK['epochs']} epochs, lr {QUICK['lr']:g}")
-    pr.add_argument("--size", type=int, default=None, help="synthetic image size (default 224; --quick 64)")
-    pr.add_argument("--synthetic-subjects", type=int, default=None, help="synthetic identities (default 60)")
+    pr.add_argument("--size", type=_positive_int, default=None, help="synthetic image size (default 224; --quick 64)")
+    pr.add_argument("--synthetic-subjects", type=_positive_int, default=None, help="synthetic identities (default 60)")
     pr.add_argument("--synthetic-seed", type=int, default=0)
     pr.add_argument("--morphable-model", default=None, help="synthetic faces from this morphable-model .npz")
     _add_train_options(pr)

@@ -190,6 +190,9 @@ def load_expression_data(
             raise ValueError(f"{path}: unreadable cached sample ({err}); rerun the preprocessing") from err
         if depth.ndim == 3:
             depth = depth[..., 0]
+        if texture.ndim != 3 or texture.shape[2] != 3 or depth.shape != texture.shape[:2] or mask.shape != depth.shape:
+            raise ValueError(f"{path}: corrupt cached sample (texture {texture.shape}, depth {depth.shape}, mask "
+                             f"{mask.shape}; expected (H, W, 3), (H, W), (H, W)); rerun the preprocessing")
         if textures and texture.shape != textures[0].shape:
             raise ValueError(f"{path}: image size {texture.shape[:2]} differs from {textures[0].shape[:2]} "
                              "of the other samples (preprocess all at one --size)")

@@ -192,12 +192,34 @@ def _run_fold(job: dict[str, Any]) -> dict[str, Any]:
         "eval_seconds": time.perf_counter() - t0,
         "history": result.history,
         "device": str(next(result.model.parameters()).device),
+        "training": train_cfg.as_dict(),
     }
     write_atomic(result_path, json.dumps(record) + "\n")
     (run_dir / "train_state.safetensors").unlink(missing_ok=True)
     if not job["keep_models"]:
         shutil.rmtree(run_dir, ignore_errors=True)
     return record
+
+
+def _check_finished_fold(path: Path, out: Path, train_cfg: TrainConfig, test_ids: list[str]) -> None:
+    """A fold result found on a rerun must come from the same settings and test samples, or the rerun would
+    silently report old numbers under new settings."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable fold result ({err}); delete it to rerun that fold") from err
+    now = json.loads(json.dumps(train_cfg.as_dict()))
+    before = record.get("training")
+    if before is None:  # written before settings were recorded: compare what it has
+        before, now = {"model": record.get("variant"), "epochs": record.get("epochs")}, \
+            {"model": now["model"], "epochs": now["epochs"]}
+    changed = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+               if before.get(k) != now.get(k)]
+    if record.get("test_ids") != list(test_ids):
+        changed.append("the fold's test samples (other data, subjects or --n-folds)")
+    if changed:
+        raise ValueError(f"{out} holds protocol results of other settings ({path.relative_to(out)}: "
+                         f"{'; '.join(changed[:4])}); use another --out, or the same settings to resume")
 
 
 def _run_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -230,10 +252,11 @@ def run_protocol(
         for rep in range(cfg.repetitions):
             for fold, (tr, te) in enumerate(subject_folds(data.subjects, cfg.n_folds, seed=cfg.seed * 1000 + rep)):
                 path = _fold_path(out, variant, rep, fold)
+                fold_cfg = TrainConfig(**{**train_cfg.__dict__, "seed": cfg.train.seed * 1000003 + rep * 100 + fold})
                 if path.is_file():
+                    _check_finished_fold(path, out, fold_cfg, [data.ids[i] for i in te])
                     done += 1
                     continue
-                fold_cfg = TrainConfig(**{**train_cfg.__dict__, "seed": cfg.train.seed * 1000003 + rep * 100 + fold})
                 pending.append({
                     "name": f"{variant} r{rep} f{fold}", "variant": variant, "rep": rep, "fold": fold,
                     "train_index": tr, "test_index": te, "train": fold_cfg, "result_path": path,
@@ -406,9 +429,10 @@ def write_reports(out_dir: Path, data: ExpressionData, cfg: ProtocolConfig,
         "seed": cfg.seed, "train": cfg.train.as_dict(),
         "variants": {v: {"accuracy_mean": s.mean, "accuracy_std": s.std, "std_over": s.std_over,
                          "repetition_accuracies": s.repetition_accuracies, "fold_accuracies": s.fold_accuracies,
-                         "per_class": s.per_class, "confusion": s.confusion.tolist(),
+                         "per_class": {k: (v if np.isfinite(v) else None) for k, v in s.per_class.items()},
+                         "confusion": s.confusion.tolist(),
                          "seconds_per_epoch": s.seconds_per_epoch, "train_seconds_per_fold": s.train_seconds_per_fold}
                      for v, s in summaries.items()},
     }
-    write_atomic(out_dir / "protocol.json", json.dumps(detail, indent=1) + "\n")
+    write_atomic(out_dir / "protocol.json", json.dumps(detail, indent=1, allow_nan=False) + "\n")
     write_atomic(out_dir / "table.md", results_markdown(summaries, data, cfg, synthetic))

@@ -219,15 +219,27 @@ def _save_train_state(path: Path, model: torch.nn.Module, optimizer: torch.optim
 
 
 def _load_train_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                      device: torch.device) -> dict[str, Any]:
+                      device: torch.device, fingerprint: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Restore model and optimiser from ``path``; a state of other settings or data is a ValueError (checked
+    before any tensor is loaded, so the message is about the settings, not about mismatching weights)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     try:
         with safe_open(str(path), framework="pt") as handle:
             record = json.loads((handle.metadata() or {})[_STATE_KEY])
-        tensors = load_file(str(path), device=str(device))
     except Exception as err:  # noqa: BLE001 - any corruption is reported the same way
+        raise ValueError(f"{path}: unreadable training state ({type(err).__name__}: {err}); delete it to restart") from err
+    if record.get("fingerprint") != fingerprint:
+        before, now = record.get("config", {}), json.loads(json.dumps(config))
+        changed = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                   if before.get(k) != now.get(k)]
+        what = ", ".join(changed) if changed else "the training data or the number of processes"
+        raise ValueError(f"{path.parent} holds a run with other settings or data ({what}); use a new folder or "
+                         "delete it")
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except Exception as err:  # noqa: BLE001
         raise ValueError(f"{path}: unreadable training state ({type(err).__name__}: {err}); delete it to restart") from err
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -331,10 +343,7 @@ def _train(
         dist.barrier()
         state_path = run_path / STATE_FILE
         if state_path.is_file():
-            record = _load_train_state(state_path, model, optimizer, device)
-            if record.get("fingerprint") != fingerprint:
-                raise ValueError(f"{run_path} holds a run with other settings or data (fingerprint "
-                                 f"{record.get('fingerprint')} != {fingerprint}); use a new folder or delete it")
+            record = _load_train_state(state_path, model, optimizer, device, fingerprint, cfg.as_dict())
             start_epoch, history = int(record["epoch"]), list(record["history"])
 
     pcfg = model.pretrained_cfg

@@ -42,6 +42,23 @@ def test_protocol_on_synthetic_beats_chance(synthetic_cache: Path, tmp_path: Pat
     assert main(args) == 0
     assert "3 already done, 0 to run" in capsys.readouterr().out
     assert json.loads((out / "protocol.json").read_text())["variants"]["afnet_m"] == result
+    # a rerun with other settings is refused instead of reporting the old folds under the new settings
+    changed = [a if a != "10" else "11" for a in args]
+    assert main(changed) == 1
+    assert "holds protocol results of other settings" in capsys.readouterr().err
+    assert main([a if a != "3" else "2" for a in args]) == 1  # other --n-folds: other test samples per fold
+    assert "the fold's test samples" in capsys.readouterr().err
+    assert json.loads((out / "protocol.json").read_text())["variants"]["afnet_m"] == result
+
+
+def test_protocol_arguments_are_checked_before_any_work(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exit_info:  # 0 is a value, not "the default"
+        main(["protocol", "--dataset", "synthetic", "--out", str(out), "--repetitions", "0"])
+    assert exit_info.value.code == 2 and "--repetitions: must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["protocol", "--dataset", "synthetic", "--out", str(out), "--variants", "afnet_m_nope"]) == 1
+    assert "--variants: unknown ['afnet_m_nope']" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_train_fold_then_evaluate(synthetic_cache: Path, tmp_path: Path, capsys, one_thread) -> None:

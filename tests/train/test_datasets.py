@@ -63,6 +63,16 @@ def test_bad_caches(tmp_path: Path, synthetic_cache: Path) -> None:
     (broken / record["file"]).write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(ValueError, match=record["id"]):
         load_expression_data(broken, intensities=(2, 3, 4))
+    # a sample whose arrays disagree in shape is named too (not numpy's "all input arrays must have the same shape")
+    path = broken / record["file"]
+    first = json.loads((broken / "index.jsonl").read_text().splitlines()[0])
+    with np.load(broken / first["file"]) as sample:
+        arrays = dict(sample)
+    arrays["depth"] = arrays["depth"][:16]
+    with path.open("wb") as handle:
+        np.savez(handle, **arrays)
+    with pytest.raises(ValueError, match=rf"{record['id']}.*corrupt cached sample"):
+        load_expression_data(broken, intensities=(2, 3, 4))
 
 
 def test_synthetic_scan_is_deterministic_and_posed() -> None:

@@ -66,8 +66,11 @@ def test_resume_after_interruption_loses_nothing(synthetic_data, tmp_path: Path,
     np.testing.assert_allclose(evaluate(rebuilt, data).probabilities, evaluate(resumed.model, data).probabilities,
                                atol=1e-5)
     # other settings in the same folder are refused rather than silently mixed
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings or data \(lr 0.001 -> 0.0005\)"):
         train_model(_cfg(epochs=3, lr=5e-4), data, run_dir=run, progress=False)
+    # another architecture: named before any weight is loaded (no state-dict key dump)
+    with pytest.raises(ValueError, match=r"\(model 'afnet_m' -> 'afnet_m_no_ma'\); use a new folder"):
+        train_model(_cfg(epochs=3, model="afnet_m_no_ma"), data, run_dir=run, progress=False)
 
 
 def test_bad_settings_are_named() -> None:
