@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "default_mode", "write_atomic"]
+__all__ = ["atomic_path", "default_mode", "require_suffix", "write_atomic"]
 
 
 def _umask() -> int:
@@ -67,3 +67,12 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
     return Path(path)
+
+
+def require_suffix(path: str | os.PathLike, suffix: str, what: str) -> Path:
+    """``path`` as a Path if it ends in ``suffix`` (any case), else a ValueError naming it: a PNG must not be
+    written under a ``.jpg`` name."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"{path}: {what} is written as {suffix[1:].upper()}; give a name ending in {suffix}")
+    return path

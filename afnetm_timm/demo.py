@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, require_suffix
 from .data import preprocess_scan, synthetic_face_scan
 from .data.pipeline import PreprocessedSample
 from .data.transforms import AFNetMTransform
@@ -34,6 +34,7 @@ def demo_input(sample: PreprocessedSample, cfg: Mapping[str, Any]) -> torch.Tens
 def save_panel(path: str | Path, sample: PreprocessedSample, probs: Sequence[float], labels: Sequence[str],
                title: str = "") -> Path:
     """Write a PNG: texture, depth, mask overlay, the 56×56 and 28×28 masks, class probabilities (atomic)."""
+    path = require_suffix(path, ".png", "the demo panel")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

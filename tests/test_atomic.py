@@ -90,3 +90,11 @@ def test_bad_target_paths_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="it is a folder"):
         write_atomic(tmp_path, "{}")
     assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_require_suffix() -> None:
+    from afnetm_timm._atomic import require_suffix
+
+    assert require_suffix("a/b.PNG", ".png", "x") == Path("a/b.PNG")
+    with pytest.raises(ValueError, match=r"e6.jpg: the panel is written as PNG; give a name ending in .png"):
+        require_suffix("e6.jpg", ".png", "the panel")

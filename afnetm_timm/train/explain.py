@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, require_suffix
 from ..models.afnet_m import AFNetM
 from ..packing import EXPRESSION_CODES, PACKED_CHANNELS
 
@@ -240,7 +240,7 @@ def save_explanation_png(
     from matplotlib.figure import Figure
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    path = Path(path)
+    path = require_suffix(path, ".png", "the Grad-CAM panel")
     probs = np.asarray(explanation.probabilities, dtype=np.float64)
     labels = list(labels)
     if len(labels) != len(probs):

@@ -156,9 +156,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from .._atomic import require_suffix
     from .explain import grad_cam, save_explanation_png
     from .predict import label_names, load_model, model_input
 
+    require_suffix(args.out, ".png", "--out")  # a bad output name fails before any work
     sample, info = _load_inputs(args)  # bad input files fail before a model is loaded
     model = load_model(args.model, device=args.device)
     labels = label_names(model)

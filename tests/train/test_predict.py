@@ -282,7 +282,7 @@ def test_cli_explain_writes_png(files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing_scan", "missing_texture", "junk_depth", "sizes", "pt_model",
-                                  "missing_model", "both_inputs", "no_inputs", "bad_size", "bad_target"])
+                                  "missing_model", "both_inputs", "no_inputs", "bad_size", "bad_target", "jpg_out"])
 def test_cli_bad_inputs(case, files, tmp_path, capsys):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image")
@@ -303,12 +303,14 @@ def test_cli_bad_inputs(case, files, tmp_path, capsys):
         "no_inputs": (["predict", "--model", ckpt, "--texture", tex], "--depth"),
         "bad_size": (["predict", "--model", ckpt, "--texture", tex, "--depth", dep, "--size", "70"], "--size"),
         "bad_target": (["explain", "--model", ckpt, "--texture", tex, "--depth", dep, "--target", "joyful"], "joyful"),
+        "jpg_out": (["explain", "--model", ckpt, "--texture", tex, "--depth", dep, "--out", str(tmp_path / "e6.jpg")],
+                    "e6.jpg: --out is written as PNG"),
     }
     argv, expected = cases[case]
     if "--size" not in argv:
         argv = [*argv, "--size", str(SIZE)]
     out_png = tmp_path / "never.png"
-    if argv[0] == "explain":
+    if argv[0] == "explain" and "--out" not in argv:
         argv = [*argv, "--out", str(out_png)]
     rc, out, err = _cli(argv, capsys)
     assert rc != 0
