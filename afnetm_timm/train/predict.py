@@ -141,7 +141,9 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> n
             )
     if not _is_afnet_m(model):
         raise ValueError(f"model {text!r} is a {type(model).__name__}, not an AFNet-M model (afnet_m*)")
-    return model.to(device).eval()
+    from .trainer import resolve_device
+
+    return model.to(resolve_device(device)).eval()
 
 
 def label_names(model: nn.Module) -> list[str]:

@@ -154,7 +154,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """'auto' or None → CUDA when present, else CPU; a CUDA device without CUDA is a ValueError."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {device!r} is not a device name (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device} requested but CUDA is not available here (use --device cpu)")
     return device

@@ -91,6 +91,12 @@ def test_cuda_requested_without_cuda_is_named() -> None:
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda")
+    with pytest.raises(ValueError, match="'bogus' is not a device name"):
+        resolve_device("bogus")
+    from afnetm_timm.train.predict import load_model
+
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        load_model("afnet_m_2d_no_ma", device="cuda")
 
 
 @pytest.mark.parametrize("variant", [v for v in timm.list_models("afnet_m*") if v != "afnet_m"])
