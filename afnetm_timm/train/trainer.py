@@ -103,6 +103,11 @@ class TrainConfig:
             raise ValueError(f"batch_size must be at least 2 (BatchNorm), got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        drop_rate = self.model_kwargs.get("drop_rate", 0.0)
+        if not 0 <= drop_rate < 1:
+            raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate}")
         if self.amp not in ("auto", "bf16", "none"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'none', got {self.amp!r}")
 

@@ -78,6 +78,10 @@ def test_bad_settings_are_named() -> None:
         TrainConfig(batch_size=1)
     with pytest.raises(ValueError, match="amp"):
         TrainConfig(amp="fp8")
+    with pytest.raises(ValueError, match="weight_decay must be"):
+        TrainConfig(weight_decay=-0.1)
+    with pytest.raises(ValueError, match="drop_rate must lie in"):
+        TrainConfig(model_kwargs={"drop_rate": 1.5})
     with pytest.raises(ValueError, match="unknown model"):
         from afnetm_timm.train.trainer import build_model
 
