@@ -4,9 +4,13 @@
 parallel over the CPU cores, and writes per scan ``OUT_DIR/samples/<id>.npz`` (texture (H, W, 3)
 uint8, depth (H, W) uint8, mask (H, W) float16, mask_56, mask_28) and ``<id>.json`` (subject,
 expression, intensity, source path, what preprocessing did), then ``OUT_DIR/index.jsonl`` (one line
-per cached sample). Every file is written under a temporary name and renamed, so an interrupted run
-leaves no partial file; a rerun skips the scans already cached. A scan that fails is reported by
-name with its reason and the others go on; the exit status is non-zero if any failed.
+per cached sample) and ``OUT_DIR/cache.json`` (the options that shape the samples: dataset kind, size,
+crop radius, gridfit settings, ...; see `prepare_cache`). Every file is written under a temporary name
+and renamed, so an interrupted run leaves no partial file; a rerun with the same options skips the scans
+already cached, a rerun with other options into the same cache is refused (it would mix image sizes).
+Options are checked once, before any work; a source folder without scans of the layout is an error.
+A scan that fails is reported by name with its reason and the others go on; the exit status is
+non-zero if any failed.
 """
 from __future__ import annotations
 
@@ -27,13 +31,25 @@ from .formats import read_scan
 from .formats.mesh import MESH_SUFFIXES
 from .formats.names import parse_scan_name
 from .gridfit import _threadpool_controller
-from .pipeline import preprocess_scan
+from .pipeline import check_preprocess_options, preprocess_scan
 
 DATASET_PATTERNS: dict[str, tuple[str, ...]] = {
     "bu3dfe": ("*_F3D.wrl",),
     "bosphorus": ("*.bnt",),
     "meshes": tuple(f"*{suffix}" for suffix in MESH_SUFFIXES),
 }
+
+#: What each dataset kind looks for, for the "no scans found" error.
+DATASET_LAYOUTS: dict[str, str] = {
+    "bu3dfe": "BU-3DFE scans named <subject>_<expression><level><race>_F3D.wrl, e.g. F0001/F0001_HA04WH_F3D.wrl "
+              "(its .bmp texture and .bnd landmarks beside it)",
+    "bosphorus": "Bosphorus scans named *.bnt, e.g. bs000/bs000_E_HAPPY_0.bnt (its .png texture and .lm3 "
+                 "landmarks beside it)",
+    "meshes": f"mesh files named {', '.join(DATASET_PATTERNS['meshes'])}",
+}
+
+#: The file in a cache folder that records the options its samples were made with (see `prepare_cache`).
+CACHE_FILE = "cache.json"
 
 
 @dataclass
@@ -76,6 +92,19 @@ def find_scans(dataset: str, src_dir: str | Path) -> list[Path]:
         raise ValueError(f"source folder {src} does not exist or is not a folder")
     found = {p for pattern in DATASET_PATTERNS[dataset] for p in src.rglob(pattern) if p.is_file()}
     return sorted(found)
+
+
+def no_scans_error(dataset: str, src_dir: str | Path) -> ValueError:
+    """The error for a source folder without scans of ``dataset``: the folder, the kind, the expected files,
+    and the kind its files do fit, if any."""
+    src = Path(src_dir)
+    hint = ""
+    for other, patterns in DATASET_PATTERNS.items():
+        if other != dataset and any(p.is_file() for pattern in patterns for p in src.rglob(pattern)):
+            hint = f"; it does hold {other} files: did you mean 'afnetm preprocess {other}'?"
+            break
+    return ValueError(f"no {dataset} scans found in {src} (searched recursively for "
+                      f"{DATASET_LAYOUTS.get(dataset, ', '.join(DATASET_PATTERNS.get(dataset, ())))}){hint}")
 
 
 def sample_id(path: Path, src_dir: Path) -> str:
@@ -175,6 +204,132 @@ def write_index(out_dir: str | Path) -> Path:
     return index
 
 
+def _cached_sample_metas(out_dir: Path) -> Iterator[Path]:
+    """The metadata files of the samples cached in ``out_dir`` (those with their ``.npz``), sorted."""
+    samples = out_dir / "samples"
+    if samples.is_dir():
+        for meta_path in sorted(samples.glob("*.json")):
+            if meta_path.with_suffix(".npz").is_file():
+                yield meta_path
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples -> lists, numpy scalars -> Python), for comparisons."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _describe(options: dict[str, Any], keys: Iterable[str]) -> str:
+    return ", ".join(f"{key}={options[key]!r}" for key in keys)
+
+
+def _mismatch(out_dir: Path, recorded: dict[str, Any], wanted: dict[str, Any], where: str = "") -> ValueError:
+    keys = sorted(k for k in recorded.keys() & wanted.keys() if recorded[k] != wanted[k])
+    return ValueError(f"{out_dir} was built with {_describe(recorded, keys)}{where}; this run asks for "
+                      f"{_describe(wanted, keys)}: use another output folder or the same options")
+
+
+def _read_cache_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable cache record ({err}); delete it to have the cache checked "
+                         "against its samples' metadata instead") from err
+    if not isinstance(record, dict) or not isinstance(record.get("options"), dict):
+        raise ValueError(f"{path}: not a cache record (no 'options' object); delete it to have the cache "
+                         "checked against its samples' metadata instead")
+    return record
+
+
+#: Options a sample's own metadata records (``<id>.json``): option -> path of keys in the metadata.
+_META_OPTIONS: dict[str, tuple[str, ...]] = {
+    "size": ("size",),
+    "crop_radius": ("preprocessing", "crop", "radius_mm"),
+    "window": ("preprocessing", "gridfit", "window_mm"),
+    "smoothness": ("preprocessing", "gridfit", "smoothness"),
+    "interp": ("preprocessing", "gridfit", "interp"),
+    "regularizer": ("preprocessing", "gridfit", "regularizer"),
+    "solver": ("preprocessing", "gridfit", "solver"),
+    "median_size": ("preprocessing", "noise", "median_size"),
+    "gaussian_sigma": ("preprocessing", "noise", "gaussian_sigma"),
+    "depth_low_percentile": ("preprocessing", "depth", "low_percentile"),
+    "depth_floor": ("preprocessing", "depth", "floor"),
+    "depth_dtype": ("preprocessing", "depth", "dtype"),
+    "pose_degrees": ("synthetic", "pose_degrees"),
+}
+
+
+def _options_of_sample(meta: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The options a cached sample's metadata shows it was made with (those it records)."""
+    found: dict[str, Any] = {}
+    for option, keys in _META_OPTIONS.items():
+        value: Any = meta
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            found[option] = value
+    kind = meta.get("dataset")
+    if kind == "synthetic" or dataset == "synthetic":
+        found["dataset"] = kind  # synthetic samples never mix with scans
+    elif dataset in ("bu3dfe", "bosphorus") and kind in ("bu3dfe", "bosphorus"):
+        found["dataset"] = kind
+    return found
+
+
+def prepare_cache(out_dir: str | Path, options: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
+    """Check that the cache ``out_dir`` may take samples made with ``options``, create it, record the options.
+
+    ``options`` (JSON-serialisable) hold everything that shapes a sample, including ``dataset`` (the kind:
+    'bu3dfe', 'bosphorus', 'meshes', 'synthetic') and ``size``; they go to ``out_dir/cache.json`` (written
+    atomically) with ``info`` (recorded, never compared). A cache whose samples were made with other
+    options is a ValueError naming the folder and the options that differ: resuming into it would mix,
+    e.g., 32x32 and 64x64 images under one index. The same options resume. Only options both records
+    hold are compared (one written by a version with fewer settings still resumes); a cache with
+    ``cache.json`` but no sample yet (say every scan failed) is simply re-recorded.
+
+    Caches written before ``cache.json`` existed (samples, no record) are checked against what every
+    sample's own metadata records -- size, crop radius, gridfit and depth settings, the synthetic head
+    pose range, and whether it is synthetic -- and, if they all agree with this run, resumed and given a
+    ``cache.json``. Options the samples do not record (the synthetic seed, point count, texture size,
+    morphable model) cannot be checked for such a cache and are taken to be this run's.
+
+    Returns:
+        The path of ``cache.json``.
+
+    Raises:
+        ValueError: ``out_dir`` is a file, its ``cache.json`` is unreadable, or it holds samples made with
+            other options.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} is a file, not a folder")
+    wanted = _plain(options)
+    record_path = out / CACHE_FILE
+    has_samples = next(_cached_sample_metas(out), None) is not None
+    write = True
+    if record_path.is_file():
+        recorded = _read_cache_record(record_path)["options"]
+        if has_samples:
+            if any(recorded[k] != wanted[k] for k in recorded.keys() & wanted.keys()):
+                raise _mismatch(out, recorded, wanted)
+            write = False  # keep the record of what the samples were made with
+    elif has_samples:
+        dataset = str(wanted.get("dataset"))
+        for meta_path in _cached_sample_metas(out):
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ValueError(f"{meta_path}: unreadable sample metadata ({err}); delete it and its .npz "
+                                 "to have the sample made again") from err
+            made_with = _options_of_sample(meta if isinstance(meta, dict) else {}, dataset)
+            if any(made_with[k] != wanted[k] for k in made_with.keys() & wanted.keys()):
+                raise _mismatch(out, made_with, wanted, f" (sample {meta_path.name}; the cache predates {CACHE_FILE})")
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    if write:
+        record = {"format": 1, "options": wanted, "info": _plain(info or {})}
+        write_atomic(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record_path
+
+
 def _init_worker() -> None:
     """Pin the numeric libraries of a worker process to one thread each.
 
@@ -220,10 +375,25 @@ def preprocess_folder(
     options: dict[str, Any] | None = None,
     paths: Iterable[Path] | None = None,
 ) -> BatchReport:
-    """Preprocess every scan of ``dataset`` under ``src_dir`` into the cache at ``out_dir``."""
+    """Preprocess every scan of ``dataset`` under ``src_dir`` into the cache at ``out_dir``.
+
+    Checked first, before the cache folder is created or anything written: ``dataset``, ``size`` and
+    ``options`` (`check_preprocess_options`), that there is at least one scan, and that the cache holds no
+    samples made with other options (`prepare_cache`).
+
+    Raises:
+        ValueError: an unknown dataset, a missing source folder, a bad option, no scans of ``dataset``
+            under ``src_dir``, or a cache made with other options.
+    """
+    if dataset not in DATASET_PATTERNS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASET_PATTERNS)}")
     src, out = Path(src_dir), Path(out_dir)
+    settings = check_preprocess_options(size, options)
     scans = list(paths) if paths is not None else find_scans(dataset, src)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
+    if not scans:
+        raise no_scans_error(dataset, src) if paths is None else ValueError("no scans given to preprocess")
+    prepare_cache(out, {"dataset": dataset, **settings}, info={"written_by": f"afnetm preprocess {dataset}",
+                                                                "source": str(src)})
     args = [(p, src, out, size, previews, dict(options or {})) for p in scans]
     return run_batch(preprocess_one, args, out, jobs=jobs, description=f"preprocess {dataset}", progress=progress)
 

@@ -19,8 +19,12 @@ Steps (AFNet-M paper, Sec. 2.1; details from the reference notes):
 """
 from __future__ import annotations
 
+import inspect
+import math
+import operator
 import time
-from dataclasses import dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import cv2
@@ -33,7 +37,13 @@ from .pose import crop_mask, estimate_pose, transform_scan
 from .scan import FaceScan
 from .surface import clean_scan, denoise_depth, fill_holes, subset_scan, support_mask
 
-__all__ = ["FALLBACK_LANDMARKS", "PreprocessedSample", "preprocess_scan", "sample_colors"]
+__all__ = [
+    "FALLBACK_LANDMARKS", "MAX_SIZE", "MIN_SIZE", "PreprocessedSample", "check_preprocess_options", "preprocess_scan",
+    "sample_colors",
+]
+
+#: The image sizes a batch job accepts (``--size``); AFNet-M uses 224.
+MIN_SIZE, MAX_SIZE = 8, 2048
 
 #: Generic landmark positions (Bosphorus labels, mm, nose tip at the origin, symmetrised Surrey
 #: Face Model mean) used for the masks of scans without landmarks.
@@ -364,3 +374,57 @@ def preprocess_scan(
         grid=grid,
         info=info,
     )
+
+
+_POSITIVE_OPTIONS = ("crop_radius", "window", "outlier_sigma", "spike_max_dz")
+_NON_NEGATIVE_OPTIONS = ("smoothness", "gaussian_sigma", "component_min_fraction", "max_hole_fraction")
+
+
+def check_preprocess_options(size: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check the options of a batch job once, before any work: ``size`` and `preprocess_scan` keyword options.
+
+    Returns every `preprocess_scan` setting the job will use (``size``, then the given options over the
+    defaults; ``mask_config`` as a plain dict), JSON-serialisable, e.g. to record in a cache.
+
+    Raises:
+        ValueError: naming the option and the allowed values: an unknown option, ``size`` not an integer in
+            [`MIN_SIZE`, `MAX_SIZE`], ``crop_radius``/``window`` not a finite positive number, a choice
+            option (``interp``, ``solver``, ...) not one of its values.
+    """
+    options = dict(options or {})
+    params = inspect.signature(preprocess_scan).parameters
+    known = [name for name in params if name not in ("scan", "size")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown preprocessing option(s) {unknown}; known: {known}")
+    try:
+        if isinstance(size, bool):
+            raise TypeError
+        size = operator.index(size)
+    except TypeError:
+        raise ValueError(f"size must be an integer from {MIN_SIZE} to {MAX_SIZE} pixels, got {size!r}") from None
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"size must be from {MIN_SIZE} to {MAX_SIZE} pixels, got {size}")
+    hints = typing.get_type_hints(preprocess_scan)
+    effective: dict[str, Any] = {"size": size}
+    for name in known:
+        value = options.get(name, params[name].default)
+        choices = typing.get_args(hints.get(name)) if typing.get_origin(hints.get(name)) is Literal else ()
+        if choices and value not in choices:
+            raise ValueError(f"preprocessing option {name} must be one of {list(choices)}, got {value!r}")
+        if name in _POSITIVE_OPTIONS or name in _NON_NEGATIVE_OPTIONS:
+            positive = name in _POSITIVE_OPTIONS
+            try:
+                number = math.nan if isinstance(value, bool) else float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if not math.isfinite(number) or number < 0 or (positive and number == 0):
+                unit = " (mm)" if name in ("crop_radius", "window") else ""
+                raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}{unit}, got {value!r}")
+            value = number
+        if name == "mask_config":
+            if value is not None and not isinstance(value, MaskConfig):
+                raise ValueError(f"mask_config must be a MaskConfig, got {type(value).__name__}")
+            value = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value or MaskConfig()).items()}
+        effective[name] = value
+    return effective

@@ -11,6 +11,8 @@ Coordinates are millimetres, face looking towards +z, y up, nose tip near the or
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from .scan import FaceScan
 
 __all__ = [
     "EXPRESSIONS",
+    "check_morphable_model",
     "face_scan_from_morphable_model",
     "normalize_expression",
     "synthetic_face_scan",
@@ -449,6 +452,94 @@ def _bake_texture(
     return tex
 
 
+_MODEL_LAYOUT = "a NumPy .npz archive with 'mean' (N, 3), 'triangles' (F, 3) and 'texcoords' (N, 2) arrays"
+_ARRAY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _open_morphable_model(path: Path) -> np.lib.npyio.NpzFile:
+    """``np.load`` of a morphable model file, with errors that say what is wrong with the file."""
+    if not path.is_file():
+        raise ScanFormatError(path, "cannot read morphable model: no such file")
+    if path.stat().st_size == 0:
+        raise ScanFormatError(path, f"morphable model: the file is empty (expected {_MODEL_LAYOUT})")
+    if not zipfile.is_zipfile(path):
+        raise ScanFormatError(path, f"morphable model: not a .npz archive (expected {_MODEL_LAYOUT})")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (*_ARRAY_READ_ERRORS, KeyError) as exc:
+        raise ScanFormatError(path, f"cannot read morphable model: {exc}") from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):  # pragma: no cover - np.load of a zip gives an NpzFile
+        raise ScanFormatError(path, f"morphable model: not a .npz archive (expected {_MODEL_LAYOUT})")
+    return data
+
+
+def check_morphable_model(
+    npz_path: str | Path, expressions: tuple[str, ...] | list[str] = (), identity_dims: int = 0
+) -> dict[str, tuple[int, ...]]:
+    """Check a morphable model file once, up front, before drawing many faces from it.
+
+    Reads every array and checks the layout `face_scan_from_morphable_model` needs: ``mean`` (N, 3) finite,
+    ``triangles`` (F, 3) integer indices into the N vertices, ``texcoords`` (N, 2); with ``identity_dims``,
+    ``basis`` (K, N, 3) and ``eigenvalues`` (K,) with K >= ``identity_dims``; the blendshapes (``expression_names``
+    + ``expressions`` (E, N, 3)) of every one of ``expressions``.
+
+    Returns:
+        {array name: shape} of the file.
+
+    Raises:
+        ScanFormatError: naming the file and what is wrong (missing, empty, not a .npz, an unreadable,
+            missing or misshapen array, a missing expression).
+    """
+    path = Path(npz_path)
+    with _open_morphable_model(path) as data:
+        arrays: dict[str, np.ndarray] = {}
+        for key in data.files:
+            try:
+                arrays[key] = data[key]
+            except _ARRAY_READ_ERRORS as exc:
+                raise ScanFormatError(path, f"morphable model: array {key!r} is unreadable ({exc})") from exc
+    for key in ("mean", "triangles", "texcoords"):
+        if key not in arrays:
+            raise ScanFormatError(path, f"morphable model lacks the {key!r} array (expected {_MODEL_LAYOUT}; "
+                                        f"it has {sorted(arrays)})")
+    mean, triangles, texcoords = arrays["mean"], arrays["triangles"], arrays["texcoords"]
+    if mean.ndim != 2 or mean.shape[1] != 3 or len(mean) < 3 or mean.dtype.kind not in "fiu":
+        raise ScanFormatError(path, f"morphable model: 'mean' must be (N, 3) numbers, got {mean.shape} {mean.dtype}")
+    if not np.isfinite(mean).all():
+        raise ScanFormatError(path, "morphable model: 'mean' holds NaN or infinite values")
+    n = len(mean)
+    if triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0 or triangles.dtype.kind not in "iu":
+        raise ScanFormatError(path, f"morphable model: 'triangles' must be (F, 3) integers, got "
+                                    f"{triangles.shape} {triangles.dtype}")
+    if triangles.min() < 0 or triangles.max() >= n:
+        raise ScanFormatError(path, f"morphable model: 'triangles' index vertices outside 0..{n - 1}")
+    if texcoords.shape != (n, 2) or texcoords.dtype.kind not in "fiu":
+        raise ScanFormatError(path, f"morphable model: 'texcoords' must be ({n}, 2) numbers, got {texcoords.shape}")
+    if identity_dims > 0:
+        if "basis" not in arrays or "eigenvalues" not in arrays:
+            raise ScanFormatError(path, "morphable model has no 'basis'/'eigenvalues' to draw identities from")
+        basis, ev = arrays["basis"], arrays["eigenvalues"]
+        if basis.ndim != 3 or basis.shape[1:] != (n, 3) or ev.shape != (len(basis),):
+            raise ScanFormatError(path, f"morphable model: 'basis' must be (K, {n}, 3) and 'eigenvalues' (K,), got "
+                                        f"{basis.shape} and {ev.shape}")
+        if len(ev) < identity_dims:
+            raise ScanFormatError(path, f"morphable model has {len(ev)} identity components; {identity_dims} needed")
+        if not (np.isfinite(ev).all() and (ev >= 0).all()):
+            raise ScanFormatError(path, "morphable model: 'eigenvalues' must be finite and >= 0")
+    wanted = [normalize_expression(e) for e in expressions]
+    wanted = [e for e in wanted if e != "neutral"]
+    if wanted:
+        names = [str(x) for x in arrays["expression_names"]] if "expression_names" in arrays else []
+        missing = [e for e in wanted if e not in names]
+        if missing or "expressions" not in arrays:
+            raise ScanFormatError(path, f"morphable model has no blendshape for {missing or wanted} "
+                                        f"(its 'expression_names': {names})")
+        blend = arrays["expressions"]
+        if blend.ndim != 3 or blend.shape[1:] != (n, 3) or len(blend) != len(names):
+            raise ScanFormatError(path, f"morphable model: 'expressions' must be ({len(names)}, {n}, 3), got {blend.shape}")
+    return {key: tuple(a.shape) for key, a in arrays.items()}
+
+
 def face_scan_from_morphable_model(
     npz_path: str | Path,
     expression: str = "neutral",
@@ -477,14 +568,11 @@ def face_scan_from_morphable_model(
         color_seed: seeds the procedural skin tone.
 
     Raises:
-        ScanFormatError: the file is missing, unreadable or lacks a required array.
+        ScanFormatError: the file is missing, empty, not a .npz archive, unreadable or lacks a required
+            array (`check_morphable_model` checks a file's whole layout once, up front).
     """
     path = Path(npz_path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ScanFormatError(path, f"cannot read morphable model: {exc}") from exc
-    with data:
+    with _open_morphable_model(path) as data:
         for key in ("mean", "triangles", "texcoords"):
             if key not in data.files:
                 raise ScanFormatError(path, f"morphable model lacks the {key!r} array")

@@ -15,6 +15,9 @@ what, never accuracy on real faces.
 """
 from __future__ import annotations
 
+import hashlib
+import math
+import operator
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -24,15 +27,41 @@ from typing import Any
 import numpy as np
 
 from ..packing import EXPRESSION_CODES, EXPRESSION_NAMES
-from .batch import BatchReport, run_batch, write_cached_sample
-from .pipeline import preprocess_scan
+from .batch import BatchReport, prepare_cache, run_batch, write_cached_sample
+from .pipeline import check_preprocess_options, preprocess_scan
 from .scan import FaceScan
-from .synthetic import face_scan_from_morphable_model, synthetic_face_scan
+from .synthetic import check_morphable_model, face_scan_from_morphable_model, synthetic_face_scan
 
 __all__ = ["INTENSITY_LEVELS", "build_synthetic_dataset", "synthetic_scan"]
 
 #: BU-3DFE-like intensity levels -> strength of the procedural expression.
 INTENSITY_LEVELS: dict[int, float] = {1: 0.4, 2: 0.7, 3: 1.0, 4: 1.3}
+
+#: Allowed ranges of the generation options (checked once, before any work).
+N_POINTS_RANGE = (200, 2_000_000)
+TEXTURE_SIZE_RANGE = (8, 8192)
+IDENTITY_DIMS = 20  # shape coefficients per identity drawn from a morphable model
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> int:
+    allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}") from None
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"{name} must be {allowed}, got {number}")
+    return number
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _rotation(rng: np.random.Generator, degrees: float) -> np.ndarray:
@@ -131,18 +160,46 @@ def build_synthetic_dataset(
     Resumable (cached samples are skipped) and atomic per sample, like ``afnetm preprocess``; the
     index is rewritten at the end. ``morphable_model``: an ``.npz`` face model to draw identities from
     instead of the procedural face.
+
+    Every argument is checked once, before the cache folder is created or anything written (ranges:
+    ``size`` `pipeline.MIN_SIZE`-`pipeline.MAX_SIZE`, ``n_points`` `N_POINTS_RANGE`, ``texture_size``
+    `TEXTURE_SIZE_RANGE`, ``seed`` >= 0, ``pose_degrees`` 0-90; the morphable model's whole layout by
+    `synthetic.check_morphable_model`). The options that shape the samples (size, seed, n_points,
+    texture_size, pose_degrees, the morphable model's SHA-256, the preprocessing defaults) are recorded in
+    ``out_dir/cache.json``; resuming a cache made with other options is an error (`batch.prepare_cache`).
+    More ``subjects`` or other ``levels`` only add samples and may change between runs.
+
+    Raises:
+        ValueError: a bad argument (naming it and the allowed values), an unusable morphable model file
+            (naming it and what is wrong), or a cache made with other options.
     """
-    if subjects < 1:
-        raise ValueError(f"subjects must be at least 1, got {subjects}")
+    subjects = _check_int("subjects", subjects, 1)
+    levels = list(levels)
     bad = [lv for lv in levels if lv not in INTENSITY_LEVELS]
     if bad or not levels:
-        raise ValueError(f"levels must be a non-empty subset of {sorted(INTENSITY_LEVELS)}, got {list(levels)}")
-    if morphable_model is not None and not Path(morphable_model).is_file():
-        raise ValueError(f"morphable model {morphable_model}: no such file")
+        raise ValueError(f"levels must be a non-empty subset of {sorted(INTENSITY_LEVELS)}, got {levels}")
+    settings = check_preprocess_options(size, {})
+    n_points = _check_int("n_points", n_points, *N_POINTS_RANGE)
+    texture_size = _check_int("texture_size", texture_size, *TEXTURE_SIZE_RANGE)
+    seed = _check_int("seed", seed, 0)
+    try:
+        pose = math.nan if isinstance(pose_degrees, bool) else float(pose_degrees)
+    except (TypeError, ValueError):
+        pose = math.nan
+    if not 0.0 <= pose <= 90.0:
+        raise ValueError(f"pose_degrees must be a number from 0 to 90, got {pose_degrees!r}")
+    model_digest = None
+    if morphable_model is not None:
+        check_morphable_model(morphable_model, EXPRESSION_NAMES, IDENTITY_DIMS)
+        model_digest = _file_sha256(Path(morphable_model))[:16]
     out = Path(out_dir)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    options = {"seed": seed, "n_points": n_points, "texture_size": texture_size, "pose_degrees": pose_degrees,
-               "morphable_model": str(morphable_model) if morphable_model is not None else None}
+    record = {"dataset": "synthetic", **settings, "seed": seed, "n_points": n_points, "texture_size": texture_size,
+              "pose_degrees": pose, "morphable_model_sha256": model_digest}
+    prepare_cache(out, record, info={"written_by": "afnetm synthesize", "morphable_model":
+                                     str(morphable_model) if morphable_model is not None else None})
+    options = {"seed": seed, "n_points": n_points, "texture_size": texture_size, "pose_degrees": pose,
+               "morphable_model": str(morphable_model) if morphable_model is not None else None,
+               "identity_dims": IDENTITY_DIMS}
     work = [
         (f"synth{s:03d}_{code}{level:02d}", s, name, level, out, size, previews, options)
         for s in range(subjects) for name, code in zip(EXPRESSION_NAMES, EXPRESSION_CODES, strict=True)
