@@ -25,9 +25,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from afnetm_timm.demo import demo_input, demo_sample, save_panel
     from afnetm_timm.params import count_parameters, params_to_mb
 
-    if args.size % 32:
-        print(f"afnetm demo: --size must be a multiple of 32, got {args.size}", file=sys.stderr)
+    if args.size % 32 or args.size < 32:
+        print(f"afnetm demo: --size must be a positive multiple of 32, got {args.size}", file=sys.stderr)
         return 2
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 0:
+        print("afnetm demo: --repeats must be >= 1, --warmup and --threads >= 0", file=sys.stderr)
+        return 2
+    if args.out:
+        from afnetm_timm._atomic import require_suffix
+
+        require_suffix(args.out, ".png", "--out")  # before any work
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -88,9 +88,13 @@ def test_demo_input_comes_from_the_preprocessed_scan() -> None:
     torch.testing.assert_close(unpack(x[0]).mask[0], torch.from_numpy(sample.mask))
 
 
-def test_cli_demo_bad_size(capsys) -> None:
+def test_cli_demo_bad_arguments(capsys, tmp_path) -> None:
     assert main(["demo", "--size", "100"]) == 2
     assert "multiple of 32" in capsys.readouterr().err
+    assert main(["demo", "--size", "64", "--repeats", "0"]) == 2
+    assert "--repeats must be >= 1" in capsys.readouterr().err
+    assert main(["demo", "--size", "64", "--out", str(tmp_path / "d.jpg")]) == 1
+    assert "give a name ending in .png" in capsys.readouterr().err and not (tmp_path / "d.jpg").exists()
 
 
 @pytest.mark.slow
