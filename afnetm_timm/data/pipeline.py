@@ -380,6 +380,20 @@ _POSITIVE_OPTIONS = ("crop_radius", "window", "outlier_sigma", "spike_max_dz")
 _NON_NEGATIVE_OPTIONS = ("smoothness", "gaussian_sigma", "component_min_fraction", "max_hole_fraction")
 
 
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int if it is an integer in [low, high] (bools are not), else a ValueError naming ``name``."""
+    allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}") from None
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"{name} must be {allowed}, got {number}")
+    return number
+
+
 def check_preprocess_options(size: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check the options of a batch job once, before any work: ``size`` and `preprocess_scan` keyword options.
 
@@ -397,14 +411,7 @@ def check_preprocess_options(size: Any, options: dict[str, Any] | None = None) -
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValueError(f"unknown preprocessing option(s) {unknown}; known: {known}")
-    try:
-        if isinstance(size, bool):
-            raise TypeError
-        size = operator.index(size)
-    except TypeError:
-        raise ValueError(f"size must be an integer from {MIN_SIZE} to {MAX_SIZE} pixels, got {size!r}") from None
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise ValueError(f"size must be from {MIN_SIZE} to {MAX_SIZE} pixels, got {size}")
+    size = check_int("size", size, MIN_SIZE, MAX_SIZE)
     hints = typing.get_type_hints(preprocess_scan)
     effective: dict[str, Any] = {"size": size}
     for name in known:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import operator
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,7 +27,7 @@ import numpy as np
 
 from ..packing import EXPRESSION_CODES, EXPRESSION_NAMES
 from .batch import BatchReport, prepare_cache, run_batch, write_cached_sample
-from .pipeline import check_preprocess_options, preprocess_scan
+from .pipeline import check_int, check_preprocess_options, preprocess_scan
 from .scan import FaceScan
 from .synthetic import check_morphable_model, face_scan_from_morphable_model, synthetic_face_scan
 
@@ -41,19 +40,6 @@ INTENSITY_LEVELS: dict[int, float] = {1: 0.4, 2: 0.7, 3: 1.0, 4: 1.3}
 N_POINTS_RANGE = (200, 2_000_000)
 TEXTURE_SIZE_RANGE = (8, 8192)
 IDENTITY_DIMS = 20  # shape coefficients per identity drawn from a morphable model
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}") from None
-    if number < low or (high is not None and number > high):
-        raise ValueError(f"{name} must be {allowed}, got {number}")
-    return number
 
 
 def _file_sha256(path: Path) -> str:
@@ -173,15 +159,15 @@ def build_synthetic_dataset(
         ValueError: a bad argument (naming it and the allowed values), an unusable morphable model file
             (naming it and what is wrong), or a cache made with other options.
     """
-    subjects = _check_int("subjects", subjects, 1)
+    subjects = check_int("subjects", subjects, 1)
     levels = list(levels)
     bad = [lv for lv in levels if lv not in INTENSITY_LEVELS]
     if bad or not levels:
         raise ValueError(f"levels must be a non-empty subset of {sorted(INTENSITY_LEVELS)}, got {levels}")
     settings = check_preprocess_options(size, {})
-    n_points = _check_int("n_points", n_points, *N_POINTS_RANGE)
-    texture_size = _check_int("texture_size", texture_size, *TEXTURE_SIZE_RANGE)
-    seed = _check_int("seed", seed, 0)
+    n_points = check_int("n_points", n_points, *N_POINTS_RANGE)
+    texture_size = check_int("texture_size", texture_size, *TEXTURE_SIZE_RANGE)
+    seed = check_int("seed", seed, 0)
     try:
         pose = math.nan if isinstance(pose_degrees, bool) else float(pose_degrees)
     except (TypeError, ValueError):

@@ -133,7 +133,7 @@ def test_no_scans_is_an_error_naming_folder_kind_and_layout(bu_tree: Path, tmp_p
 
 # ------------------------------------------------------------------------------- bad global options
 @pytest.mark.parametrize(("args", "message"), [
-    (["--size", "0"], "size must be from 8 to 2048 pixels, got 0"),
+    (["--size", "0"], "size must be an integer from 8 to 2048, got 0"),
     (["--crop-radius", "0"], "crop_radius must be a finite number > 0 (mm), got 0.0"),
     (["--crop-radius", "-5"], "crop_radius must be a finite number > 0 (mm), got -5.0"),
     (["--crop-radius", "nan"], "crop_radius must be a finite number > 0 (mm), got nan"),
@@ -158,7 +158,7 @@ def test_preprocess_option_names_and_choices_are_checked() -> None:
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
-    ("size", 0, "size must be from 8 to 2048"),
+    ("size", 0, "size must be an integer from 8 to 2048"),
     ("n_points", 0, "n_points must be an integer from 200 to"),
     ("texture_size", 0, "texture_size must be an integer from 8 to"),
     ("seed", -1, "seed must be an integer >= 0"),
