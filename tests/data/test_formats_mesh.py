@@ -118,6 +118,15 @@ def test_bad_meshes(tmp_path: Path, name: str, content: str, problem: str) -> No
     assert info.value.path == path
 
 
+def test_point_cloud_is_named_as_such(tmp_path: Path) -> None:
+    import trimesh
+
+    path = tmp_path / "cloud.ply"
+    trimesh.PointCloud(np.random.default_rng(0).random((500, 3)) * 50).export(path)
+    with pytest.raises(ScanFormatError, match="no triangles in the file \\(a point cloud"):
+        read_mesh(path)
+
+
 @pytest.mark.parametrize("texname", ["../t.png", "sub/t.png", "missing.png"])
 def test_obj_texture_outside_folder_or_missing(tmp_path: Path, texname: str) -> None:
     paths = write_mesh(make_tiny_scan(), tmp_path / "sub" / "m.obj")

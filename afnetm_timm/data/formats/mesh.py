@@ -81,6 +81,9 @@ def read_mesh(path: str | Path, *, load_texture: bool = True) -> FaceScan:
         raise ScanFormatError(path, resolver.problems[0])
     if not isinstance(loaded, trimesh.Trimesh):
         raise ScanFormatError(path, f"no triangle mesh in the file (got {type(loaded).__name__}; empty mesh?)")
+    if len(loaded.faces) == 0:
+        raise ScanFormatError(path, "no triangles in the file (a point cloud, or an empty mesh?): the preprocessing "
+                                    "needs a triangle mesh")
     vertices = np.asarray(loaded.vertices, dtype=np.float64)
     faces = np.asarray(loaded.faces, dtype=np.int64).reshape(-1, 3)
     texture = corner_uv = colors = None
