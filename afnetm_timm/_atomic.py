@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "default_mode", "require_suffix", "write_atomic"]
+__all__ = ["atomic_path", "default_mode", "require_suffix", "set_default_mode", "write_atomic"]
 
 
 def _umask() -> int:
@@ -30,6 +30,17 @@ def _umask() -> int:
 def default_mode(directory: bool = False) -> int:
     """Permissions a plain ``open()`` / ``mkdir()`` would give under the process umask (0o644 / 0o755 with 022)."""
     return (0o777 if directory else 0o666) & ~_umask()
+
+
+def set_default_mode(path: Path, directory: bool = False) -> None:
+    """Give ``path`` `default_mode` permissions, best effort: file systems without Unix permissions (vfat,
+    exFAT) refuse chmod, and a file there is written all the same."""
+    mode = default_mode(directory)
+    try:
+        if path.stat().st_mode & 0o777 != mode:
+            os.chmod(path, mode)
+    except OSError:
+        pass
 
 
 @contextmanager
@@ -55,7 +66,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         yield tmp
-        os.chmod(tmp, default_mode())
+        set_default_mode(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -98,3 +98,16 @@ def test_require_suffix() -> None:
     assert require_suffix("a/b.PNG", ".png", "x") == Path("a/b.PNG")
     with pytest.raises(ValueError, match=r"e6.jpg: the panel is written as PNG; give a name ending in .png"):
         require_suffix("e6.jpg", ".png", "the panel")
+
+
+def test_a_file_system_that_refuses_chmod_still_gets_the_file(tmp_path: Path, monkeypatch) -> None:
+    """vfat/exFAT refuse chmod (EPERM): permissions are best effort, the write is not."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    target = tmp_path / "x.safetensors"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"data")
+        os.chmod(tmp, 0o600)  # as safetensors writes it: a chmod will be attempted
+        monkeypatch.setattr(os, "chmod", refuse)
+    assert target.read_bytes() == b"data" and os.listdir(tmp_path) == ["x.safetensors"]

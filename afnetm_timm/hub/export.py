@@ -30,7 +30,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from timm.models import save_for_hf
 
-from .._atomic import default_mode
+from .._atomic import set_default_mode
 from .card import CardContext, render_model_card, weights_license
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportFormatError, ResultsFormatError, UnsafeWeightsError
@@ -182,9 +182,9 @@ def _place(tmp: Path, out: Path, overwrite: bool) -> None:
     The folder and its files get the permissions of a plain ``mkdir``/``open`` first (``mkdtemp`` makes
     0o700 and safetensors writes 0o600: a published model folder must be readable by others).
     """
-    os.chmod(tmp, default_mode(directory=True))
+    set_default_mode(tmp, directory=True)
     for file in tmp.rglob("*"):
-        os.chmod(file, default_mode(directory=file.is_dir()))
+        set_default_mode(file, directory=file.is_dir())
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         if not overwrite:
             raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
