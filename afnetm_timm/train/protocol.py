@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -188,11 +189,12 @@ def _run_fold(job: dict[str, Any]) -> dict[str, Any]:
         "probabilities": np.round(ev.probabilities, 5).tolist(),
         "epochs": train_cfg.epochs,
         "train_seconds": result.seconds,
-        "seconds_per_epoch": result.seconds_per_epoch,
+        "seconds_per_epoch": _finite_or_none(result.seconds_per_epoch),  # None: resumed with no epoch left
         "eval_seconds": time.perf_counter() - t0,
         "history": result.history,
         "device": str(next(result.model.parameters()).device),
         "training": train_cfg.as_dict(),
+        "data": job["data_signature"],
     }
     write_atomic(result_path, json.dumps(record) + "\n")
     (run_dir / "train_state.safetensors").unlink(missing_ok=True)
@@ -201,25 +203,49 @@ def _run_fold(job: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _check_finished_fold(path: Path, out: Path, train_cfg: TrainConfig, test_ids: list[str]) -> None:
-    """A fold result found on a rerun must come from the same settings and test samples, or the rerun would
-    silently report old numbers under new settings."""
+#: Settings that change how fast a fold trains, not its result: a rerun may change them and resume.
+_SPEED_ONLY = frozenset({"compile", "eval_batch_size"})
+
+
+def _data_signature(data: ExpressionData) -> dict[str, Any]:
+    """What identifies the data beyond its sample ids: dataset, image size and the cache's recorded options."""
+    signature: dict[str, Any] = {"dataset": data.dataset, "image_size": list(data.image_size)}
+    cache = data.meta.get("cache")
+    record_path = Path(cache) / "cache.json" if cache else None
+    if record_path is not None and record_path.is_file():
+        # the cache loaded; a broken record of it is the preprocessing's business, not the protocol's
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            signature["cache_options"] = json.loads(record_path.read_text())["options"]
+    return signature
+
+
+def _check_finished_fold(path: Path, out: Path, train_cfg: TrainConfig, test_ids: list[str],
+                         data_signature: dict[str, Any]) -> None:
+    """A fold result found on a rerun must come from the same settings, data and test samples, or the rerun
+    would silently report old numbers under new settings. Settings a record lacks (written by an older
+    version) and speed-only settings (`_SPEED_ONLY`) are not compared."""
     try:
         record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("training", {}), dict) \
+                or not isinstance(record.get("data", {}), dict):
+            raise ValueError("not a fold record (a JSON object)")
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: unreadable fold result ({err}); delete it to rerun that fold") from err
-    now = json.loads(json.dumps(train_cfg.as_dict()))
-    before = record.get("training")
-    if before is None:  # written before settings were recorded: compare what it has
-        before, now = {"model": record.get("variant"), "epochs": record.get("epochs")}, \
-            {"model": now["model"], "epochs": now["epochs"]}
-    changed = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
-               if before.get(k) != now.get(k)]
+    before = dict(record.get("training") or {"model": record.get("variant"), "epochs": record.get("epochs")})
+    before.update(record.get("data") or {})
+    now = {**json.loads(json.dumps(train_cfg.as_dict())), **data_signature}
+    changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in sorted(before.keys() & now.keys())
+               if k not in _SPEED_ONLY and before[k] != now[k]]
     if record.get("test_ids") != list(test_ids):
         changed.append("the fold's test samples (other data, subjects or --n-folds)")
     if changed:
         raise ValueError(f"{out} holds protocol results of other settings ({path.relative_to(out)}: "
                          f"{'; '.join(changed[:4])}); use another --out, or the same settings to resume")
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a missing number (a class without samples, no timed epoch) is null."""
+    return value if np.isfinite(value) else None
 
 
 def _run_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -247,6 +273,7 @@ def run_protocol(
     threads = max(1, (os.cpu_count() or 1) // len(devices)) if len(devices) > 1 else None
     pending: list[dict[str, Any]] = []
     done = 0
+    signature = _data_signature(data)
     for variant in cfg.variants:
         train_cfg = TrainConfig(**{**cfg.train.__dict__, "model": variant})
         for rep in range(cfg.repetitions):
@@ -254,13 +281,14 @@ def run_protocol(
                 path = _fold_path(out, variant, rep, fold)
                 fold_cfg = TrainConfig(**{**train_cfg.__dict__, "seed": cfg.train.seed * 1000003 + rep * 100 + fold})
                 if path.is_file():
-                    _check_finished_fold(path, out, fold_cfg, [data.ids[i] for i in te])
+                    _check_finished_fold(path, out, fold_cfg, [data.ids[i] for i in te], signature)
                     done += 1
                     continue
                 pending.append({
                     "name": f"{variant} r{rep} f{fold}", "variant": variant, "rep": rep, "fold": fold,
                     "train_index": tr, "test_index": te, "train": fold_cfg, "result_path": path,
                     "keep_models": cfg.keep_models, "progress": progress and len(devices) == 1,
+                    "data_signature": signature,
                     "threads": threads,
                 })
     total = done + len(pending)
@@ -347,7 +375,7 @@ def summarize(out_dir: str | os.PathLike, data: ExpressionData, cfg: ProtocolCon
                 labels += record["labels"]
                 predictions += record["predictions"]
                 fold_acc.append(record["accuracy"])
-                spe.append(record["seconds_per_epoch"])
+                spe.append(np.nan if record.get("seconds_per_epoch") is None else record["seconds_per_epoch"])
                 tsec.append(record["train_seconds"])
             labels_a, preds_a = np.array(labels), np.array(predictions)
             rep_acc.append(float((labels_a == preds_a).mean()))
@@ -429,9 +457,10 @@ def write_reports(out_dir: Path, data: ExpressionData, cfg: ProtocolConfig,
         "seed": cfg.seed, "train": cfg.train.as_dict(),
         "variants": {v: {"accuracy_mean": s.mean, "accuracy_std": s.std, "std_over": s.std_over,
                          "repetition_accuracies": s.repetition_accuracies, "fold_accuracies": s.fold_accuracies,
-                         "per_class": {k: (v if np.isfinite(v) else None) for k, v in s.per_class.items()},
+                         "per_class": {k: _finite_or_none(v) for k, v in s.per_class.items()},
                          "confusion": s.confusion.tolist(),
-                         "seconds_per_epoch": s.seconds_per_epoch, "train_seconds_per_fold": s.train_seconds_per_fold}
+                         "seconds_per_epoch": _finite_or_none(s.seconds_per_epoch),
+                         "train_seconds_per_fold": _finite_or_none(s.train_seconds_per_fold)}
                      for v, s in summaries.items()},
     }
     write_atomic(out_dir / "protocol.json", json.dumps(detail, indent=1, allow_nan=False) + "\n")

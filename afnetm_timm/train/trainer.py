@@ -55,6 +55,22 @@ MODEL_FILE = "model.safetensors"
 _STATE_KEY = "afnetm_train_state"
 
 
+def _integer(name: str, value: Any, low: int, why: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}{' ' + why if why else ''}, got {value!r}")
+    return int(value)
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
 @dataclass
 class TrainConfig:
     """Training settings; the defaults are the paper's where it gives them.
@@ -97,15 +113,15 @@ class TrainConfig:
         if isinstance(self.augment, Mapping):
             self.augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.augment.items()})
         self.betas = tuple(self.betas)  # type: ignore[assignment]
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be at least 2 (BatchNorm), got {self.batch_size}")
+        self.epochs = _integer("epochs", self.epochs, 1)
+        self.batch_size = _integer("batch_size", self.batch_size, 2, "(BatchNorm needs two samples)")
+        self.lr = _number("lr", self.lr)
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        self.weight_decay = _number("weight_decay", self.weight_decay)
+        if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        drop_rate = self.model_kwargs.get("drop_rate", 0.0)
+        drop_rate = _number("drop_rate", self.model_kwargs.get("drop_rate", 0.0))
         if not 0 <= drop_rate < 1:
             raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate}")
         if self.amp not in ("auto", "bf16", "none"):
@@ -207,7 +223,8 @@ def build_model(
 # training state: model + optimiser + progress, one safetensors file
 # ---------------------------------------------------------------------------------------------
 def _fingerprint(cfg: TrainConfig, data: ExpressionData, world_size: int) -> str:
-    record = {"config": cfg.as_dict(), "ids": data.ids, "labels": data.labels.tolist(), "world_size": world_size}
+    record = {"config": cfg.as_dict(), "ids": data.ids, "labels": data.labels.tolist(), "world_size": world_size,
+              "image_size": list(data.image_size)}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -236,6 +253,8 @@ def _load_train_state(path: Path, model: torch.nn.Module, optimizer: torch.optim
     try:
         with safe_open(str(path), framework="pt") as handle:
             record = json.loads((handle.metadata() or {})[_STATE_KEY])
+        if not isinstance(record, dict) or not isinstance(record.get("config", {}), dict):
+            raise TypeError("the state record is not a JSON object")
     except Exception as err:  # noqa: BLE001 - any corruption is reported the same way
         raise ValueError(f"{path}: unreadable training state ({type(err).__name__}: {err}); delete it to restart") from err
     if record.get("fingerprint") != fingerprint:

@@ -53,8 +53,9 @@ def test_bf16_channels_last_training(device: str, synthetic_data, tmp_path: Path
     ckpt = load_checkpoint(tmp_path / "model.safetensors")
     assert ckpt.metadata["training"]["amp"] == "bf16" and ckpt.metadata["training"]["channels_last"] is True
     rebuilt = ckpt.create_model().eval()
+    # on CUDA the "fp32" reference runs with cuDNN's TF32 convolutions (torch's default): looser tolerance
     np.testing.assert_allclose(evaluate(rebuilt, data, device="cpu", amp="none").probabilities, fp32,
-                               atol=1e-5 if device == "cpu" else 1e-3)
+                               atol=1e-5 if device == "cpu" else 1e-2)
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ def test_train_fold_then_evaluate(synthetic_cache: Path, tmp_path: Path, capsys,
     assert "no index.jsonl" in capsys.readouterr().err
     # zero is a value, not "use the default"
     assert main(["train", "--data", str(synthetic_cache), "--out", str(tmp_path / "zero"), "--epochs", "0"]) == 1
-    assert "epochs must be at least 1" in capsys.readouterr().err
+    assert "epochs must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda:0", marks=pytest.mark.cuda)])

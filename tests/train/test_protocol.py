@@ -128,3 +128,36 @@ def test_default_devices(monkeypatch) -> None:
     assert default_devices() == ["cuda:0", "cuda:1", "cuda:2"]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert default_devices() == [None]  # one device: the trainer's own choice ('auto')
+
+
+def test_finished_fold_check(tmp_path: Path) -> None:
+    """What a rerun may change and still resume (speed-only settings, settings an older record lacks), and
+    what it may not (results-changing settings, the data's image size, the test samples)."""
+    from afnetm_timm.train.protocol import _check_finished_fold
+    from afnetm_timm.train.trainer import TrainConfig
+
+    cfg = TrainConfig(epochs=2, pretrained_backbone=False)
+    signature = {"dataset": "synthetic", "image_size": [64, 64]}
+    path = tmp_path / "runs" / "afnet_m" / "rep000" / "fold00.json"
+    path.parent.mkdir(parents=True)
+
+    def write(**record) -> None:
+        path.write_text(json.dumps({"test_ids": ["a", "b"], "training": cfg.as_dict(), "data": signature, **record}))
+
+    write()
+    _check_finished_fold(path, tmp_path, cfg, ["a", "b"], signature)  # same: resumes
+    _check_finished_fold(path, tmp_path, TrainConfig(epochs=2, pretrained_backbone=False, compile=True,
+                                                     eval_batch_size=7), ["a", "b"], signature)  # speed only
+    older = cfg.as_dict()
+    del older["deterministic"]  # a record written before that setting existed
+    write(training=older)
+    _check_finished_fold(path, tmp_path, cfg, ["a", "b"], signature)
+    with pytest.raises(ValueError, match=r"epochs 2 -> 3"):
+        _check_finished_fold(path, tmp_path, TrainConfig(epochs=3, pretrained_backbone=False), ["a", "b"], signature)
+    with pytest.raises(ValueError, match=r"image_size \[64, 64\] -> \[112, 112\]"):
+        _check_finished_fold(path, tmp_path, cfg, ["a", "b"], {**signature, "image_size": [112, 112]})
+    with pytest.raises(ValueError, match="the fold's test samples"):
+        _check_finished_fold(path, tmp_path, cfg, ["a", "c"], signature)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="unreadable fold result"):
+        _check_finished_fold(path, tmp_path, cfg, ["a", "b"], signature)
