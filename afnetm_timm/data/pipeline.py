@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import operator
 import time
 import typing
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from .._validate import check_int
 from .errors import ScanFormatError
 from .gridfit import GridfitProblem, ImageGrid, Interp, Regularizer, Solver
 from .masks import MaskConfig, salient_masks
@@ -378,20 +378,6 @@ def preprocess_scan(
 
 _POSITIVE_OPTIONS = ("crop_radius", "window", "outlier_sigma", "spike_max_dz")
 _NON_NEGATIVE_OPTIONS = ("smoothness", "gaussian_sigma", "component_min_fraction", "max_hole_fraction")
-
-
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """``value`` as an int if it is an integer in [low, high] (bools are not), else a ValueError naming ``name``."""
-    allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}") from None
-    if number < low or (high is not None and number > high):
-        raise ValueError(f"{name} must be {allowed}, got {number}")
-    return number
 
 
 def check_preprocess_options(size: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from .._validate import check_int
 from ..packing import EXPRESSION_CODES, EXPRESSION_NAMES
 from .batch import BatchReport, prepare_cache, run_batch, write_cached_sample
-from .pipeline import check_int, check_preprocess_options, preprocess_scan
+from .pipeline import check_preprocess_options, preprocess_scan
 from .scan import FaceScan
 from .synthetic import check_morphable_model, face_scan_from_morphable_model, synthetic_face_scan
 

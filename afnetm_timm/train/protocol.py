@@ -233,7 +233,7 @@ def _check_finished_fold(path: Path, out: Path, train_cfg: TrainConfig, test_ids
         raise ValueError(f"{path}: unreadable fold result ({err}); delete it to rerun that fold") from err
     before = dict(record.get("training") or {"model": record.get("variant"), "epochs": record.get("epochs")})
     before.update(record.get("data") or {})
-    now = {**json.loads(json.dumps(train_cfg.as_dict())), **data_signature}
+    now = {**train_cfg.as_dict(), **data_signature}
     changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in sorted(before.keys() & now.keys())
                if k not in _SPEED_ONLY and before[k] != now[k]]
     if record.get("test_ids") != list(test_ids):

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .._atomic import atomic_path
+from .._validate import check_finite, check_int
 from .augment import AugmentConfig, augment_batch, to_model_input
 from .datasets import ExpressionData
 from .distributed import DistributedContext, single_process
@@ -53,22 +54,6 @@ __all__ = [
 STATE_FILE = "train_state.safetensors"
 MODEL_FILE = "model.safetensors"
 _STATE_KEY = "afnetm_train_state"
-
-
-def _integer(name: str, value: Any, low: int, why: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}{' ' + why if why else ''}, got {value!r}")
-    return int(value)
-
-
-def _number(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return number
 
 
 @dataclass
@@ -113,15 +98,15 @@ class TrainConfig:
         if isinstance(self.augment, Mapping):
             self.augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.augment.items()})
         self.betas = tuple(self.betas)  # type: ignore[assignment]
-        self.epochs = _integer("epochs", self.epochs, 1)
-        self.batch_size = _integer("batch_size", self.batch_size, 2, "(BatchNorm needs two samples)")
-        self.lr = _number("lr", self.lr)
+        self.epochs = check_int("epochs", self.epochs, 1)
+        self.batch_size = check_int("batch_size (BatchNorm needs two samples)", self.batch_size, 2)
+        self.lr = check_finite("lr", self.lr)
         if not self.lr > 0:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        self.weight_decay = _number("weight_decay", self.weight_decay)
+        self.weight_decay = check_finite("weight_decay", self.weight_decay)
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        drop_rate = _number("drop_rate", self.model_kwargs.get("drop_rate", 0.0))
+        drop_rate = check_finite("drop_rate", self.model_kwargs.get("drop_rate", 0.0))
         if not 0 <= drop_rate < 1:
             raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate}")
         if self.amp not in ("auto", "bf16", "none"):
@@ -258,7 +243,7 @@ def _load_train_state(path: Path, model: torch.nn.Module, optimizer: torch.optim
     except Exception as err:  # noqa: BLE001 - any corruption is reported the same way
         raise ValueError(f"{path}: unreadable training state ({type(err).__name__}: {err}); delete it to restart") from err
     if record.get("fingerprint") != fingerprint:
-        before, now = record.get("config", {}), json.loads(json.dumps(config))
+        before, now = record.get("config", {}), config
         changed = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
                    if before.get(k) != now.get(k)]
         what = ", ".join(changed) if changed else "the training data or the number of processes"
